@@ -1,0 +1,3 @@
+//! `segment-sync`: keeps Segment user profiles in step with commercetools customers.
+
+fn main() {}

@@ -1,0 +1,27 @@
+//! The ports of segment-sync: what the application needs from the outside world,
+//! said in domain types only.
+//!
+//! - [`SegmentClient`]: sends identify messages; each ends with one [`Outcome`].
+//! - [`CustomerSource`]: reads commercetools customers, page by page or one by id.
+//! - [`SyncStateStore`]: remembers what was delivered, the high-water mark, dead
+//!   letters and run history.
+//!
+//! Adapters implement them; `app` holds them as `Arc<dyn Port>`. With the `mocks`
+//! feature each has a mockall mock (`MockSegmentClient`, …) for tests.
+
+mod segment;
+mod source;
+mod state;
+
+pub use segment::{PendingOutcome, SegmentClient, SegmentError};
+pub use source::{CustomerPages, CustomerQuery, CustomerSource, Page, SourceError, SourceRecord};
+pub use state::{Delivered, StateError, SyncStateStore};
+
+#[cfg(any(test, feature = "mocks"))]
+pub use segment::MockSegmentClient;
+#[cfg(any(test, feature = "mocks"))]
+pub use source::{MockCustomerPages, MockCustomerSource};
+#[cfg(any(test, feature = "mocks"))]
+pub use state::MockSyncStateStore;
+
+pub use segment_sync_domain::{Identify, Outcome};

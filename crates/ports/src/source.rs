@@ -1,0 +1,88 @@
+use async_trait::async_trait;
+use segment_sync_domain::Customer;
+use time::OffsetDateTime;
+
+/// Which customers to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CustomerQuery {
+    /// Every customer.
+    All,
+    /// Customers whose `lastModifiedAt` is at or after this instant.
+    ChangedSince(OffsetDateTime),
+}
+
+/// One record as the source read it: a customer, or why it could not be read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceRecord {
+    /// A customer.
+    Customer(Box<Customer>),
+    /// A record that is not a valid customer; the rest of the source goes on.
+    Malformed {
+        /// Where it was: `line 12`, `index 4`.
+        position: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// A page of records, in source order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Page {
+    /// The records.
+    pub records: Vec<SourceRecord>,
+}
+
+/// Why a source could not be read. Fatal errors end a run with exit code 3.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    /// The client credentials were refused.
+    #[error("commercetools credentials rejected")]
+    CredentialsRejected,
+    /// The API client lacks a scope.
+    #[error("commercetools API client lacks the scope {scope}")]
+    MissingScope {
+        /// The scope needed, e.g. `view_customers:my-project`.
+        scope: String,
+    },
+    /// Worth trying again later: network errors and retryable statuses after the
+    /// attempts ran out.
+    #[error("commercetools unavailable: {0}")]
+    Unavailable(String),
+    /// An answer that makes no sense (unexpected status, unreadable body).
+    #[error("unexpected answer from commercetools: {0}")]
+    Protocol(String),
+    /// A file or stream could not be read.
+    #[error("cannot read {path}: {reason}")]
+    Io {
+        /// What was being read.
+        path: String,
+        /// The system's reason.
+        reason: String,
+    },
+}
+
+impl SourceError {
+    /// True for errors that no retry fixes: credentials and scope.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Self::CredentialsRejected | Self::MissingScope { .. })
+    }
+}
+
+/// A walk over a source's records, one page at a time.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait CustomerPages: Send {
+    /// The next page, or `None` once the walk is over.
+    async fn next_page(&mut self) -> Result<Option<Page>, SourceError>;
+}
+
+/// Where customers come from: the commercetools API or an export.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait CustomerSource: Send + Sync {
+    /// Starts a walk over the customers the query selects.
+    async fn customers(&self, query: CustomerQuery) -> Result<Box<dyn CustomerPages>, SourceError>;
+
+    /// One customer by id; `None` when it does not exist.
+    async fn customer_by_id(&self, id: &str) -> Result<Option<Customer>, SourceError>;
+}
