@@ -1,3 +1,5 @@
 //! `segment-sync`: keeps Segment user profiles in step with commercetools customers.
 
-fn main() {}
+fn main() {
+    std::process::exit(segment_sync::run());
+}

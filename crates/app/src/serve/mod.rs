@@ -1,0 +1,1 @@
+//! `segment-sync serve`: the commercetools webhook.
