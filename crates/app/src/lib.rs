@@ -1,9 +1,110 @@
 //! The `segment-sync` application: configuration, the commands, the webhook
 //! server, and the wiring of adapters to ports. `main.rs` only calls [`run`].
 
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod output;
+pub mod pipeline;
 pub mod serve;
+pub mod telemetry;
+pub mod wiring;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, DeadLettersCommand};
+use crate::config::Vars;
+
+/// The process exit codes of contract §7.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Every customer sent, unchanged or skipped.
+    Success = 0,
+    /// Some rejected or failed; they are in the dead letters.
+    Partial = 1,
+    /// A configuration or usage error; nothing was sent.
+    Usage = 2,
+    /// Aborted by a fatal error: invalid write key, commercetools credentials or scope.
+    Fatal = 3,
+    /// Stopped by Ctrl-C or SIGTERM.
+    Interrupted = 130,
+}
+
+/// A command that could not do its job, with the one line to print.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Configuration or usage: exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// Fatal for the run: exit 3.
+    #[error("{0}")]
+    Fatal(String),
+    /// Anything else: exit 1.
+    #[error("{0:#}")]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<config::ConfigError> for Failure {
+    fn from(error: config::ConfigError) -> Self {
+        Self::Usage(error.to_string())
+    }
+}
+
+impl Failure {
+    fn exit(&self) -> Exit {
+        match self {
+            Self::Usage(_) => Exit::Usage,
+            Self::Fatal(_) => Exit::Fatal,
+            Self::Other(_) => Exit::Partial,
+        }
+    }
+}
 
 /// Parses the command line, runs the command and returns the process exit code.
 pub fn run() -> i32 {
-    0
+    let cli = Cli::parse();
+    let vars = match std::env::current_dir()
+        .map_err(|e| config::ConfigError::DotEnv(e.to_string()))
+        .and_then(|dir| Vars::load(&dir))
+    {
+        Ok(vars) => vars,
+        Err(error) => {
+            eprintln!("{error}");
+            return Exit::Usage as i32;
+        }
+    };
+    telemetry::init(&vars);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return Exit::Partial as i32;
+        }
+    };
+    let result = runtime.block_on(dispatch(cli.command, vars));
+    match result {
+        Ok(exit) => exit as i32,
+        Err(failure) => {
+            eprintln!("{failure}");
+            failure.exit() as i32
+        }
+    }
+}
+
+async fn dispatch(command: Command, vars: Vars) -> Result<Exit, Failure> {
+    match command {
+        Command::Sync(args) => commands::sync(&args, &vars).await,
+        Command::Serve(args) => commands::serve(&args, &vars).await,
+        Command::DeadLetters(DeadLettersCommand::List { json, state }) => {
+            commands::dead_letters_list(json, &vars.state_path(state.state.as_deref())).await
+        }
+        Command::DeadLetters(DeadLettersCommand::Replay { json, state }) => {
+            commands::dead_letters_replay(json, &state, &vars).await
+        }
+        Command::Runs(args) => commands::runs(&args, &vars).await,
+        Command::Check(state) => commands::check(&state, &vars).await,
+    }
 }

@@ -1,0 +1,453 @@
+//! The sync pipeline: source → transformation → diff against the state → Segment
+//! → state, streaming page by page so memory does not grow with the number of
+//! customers.
+//!
+//! The reading side transforms each page, drops what Segment already has, and
+//! enqueues the rest; a recorder task awaits each message's outcome in order and
+//! writes deliveries and dead letters to the state in batches. A delivery is
+//! recorded only once Segment acknowledged its batch.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use segment_sync_domain::identify::{identify, NotSent};
+use segment_sync_domain::sync::{DeadLetter, DeadLetterKind, RunCounts};
+use segment_sync_domain::{DeliveryError, Fingerprint, Identify, Outcome, UserIdStrategy};
+use segment_sync_ports::{
+    CustomerQuery, CustomerSource, Delivered, PendingOutcome, SegmentClient, SegmentError,
+    SourceError, SourceRecord, StateError, SyncStateStore,
+};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, watch};
+
+/// How many outcomes may wait for the recorder; bounds the messages kept for
+/// dead letters while their batches are in flight.
+const PENDING_CAPACITY: usize = 4_096;
+/// Deliveries and dead letters are written in transactions of about this many.
+const RECORD_CHUNK: usize = 512;
+
+/// Counters that move while a run goes on, for the progress display.
+#[derive(Debug, Default)]
+pub struct LiveCounts {
+    read: AtomicU64,
+    sent: AtomicU64,
+    unchanged: AtomicU64,
+    skipped: AtomicU64,
+    rejected: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl LiveCounts {
+    /// A consistent-enough copy for display and for the final summary.
+    pub fn snapshot(&self) -> RunCounts {
+        RunCounts {
+            read: self.read.load(Ordering::Relaxed),
+            sent: self.sent.load(Ordering::Relaxed),
+            unchanged: self.unchanged.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
+
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// What a run must do.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    /// Which customers to read.
+    pub query: CustomerQuery,
+    /// Send every customer read, even those Segment already has.
+    pub resend_unchanged: bool,
+    /// How `userId` is chosen.
+    pub strategy: UserIdStrategy,
+    /// How long the final flush may take.
+    pub drain_timeout: Duration,
+}
+
+/// Why a run stopped before reading everything.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Abort {
+    /// Segment refused the write key.
+    #[error("Invalid write key")]
+    InvalidWriteKey,
+    /// commercetools credentials or scope, or an unreadable source.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The state database failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The Segment client stopped taking messages.
+    #[error(transparent)]
+    Segment(SegmentError),
+    /// Ctrl-C or SIGTERM.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineReport {
+    /// What happened to the customers read.
+    pub counts: RunCounts,
+    /// Why it stopped early, if it did.
+    pub abort: Option<Abort>,
+}
+
+struct Sent {
+    customer_id: String,
+    fingerprint: Fingerprint,
+    payload: String,
+    outcome: PendingOutcome,
+}
+
+/// The ports a run uses.
+#[derive(Clone)]
+pub struct Ports {
+    /// Where customers come from.
+    pub source: Arc<dyn CustomerSource>,
+    /// Where identify messages go.
+    pub segment: Arc<dyn SegmentClient>,
+    /// What is remembered between runs.
+    pub state: Arc<dyn SyncStateStore>,
+}
+
+/// Runs one sync until the source is exhausted, a fatal error, or `interrupt`
+/// turns true. Every message handed to Segment has its outcome recorded before
+/// this returns.
+pub async fn run(
+    ports: &Ports,
+    options: &PipelineOptions,
+    live: Arc<LiveCounts>,
+    mut interrupt: watch::Receiver<bool>,
+) -> PipelineReport {
+    drive(
+        &ports.segment,
+        &ports.state,
+        live,
+        options.drain_timeout,
+        |sent_tx, live, fatal| async move {
+            read_and_send(ports, options, &live, &fatal, &sent_tx, &mut interrupt).await
+        },
+    )
+    .await
+}
+
+/// Feeds messages to Segment with `feed` while a recorder task records their
+/// outcomes, then flushes and reports. The feed's sender is dropped when it
+/// returns, which lets the recorder finish.
+async fn drive<F, Fut>(
+    segment: &Arc<dyn SegmentClient>,
+    state: &Arc<dyn SyncStateStore>,
+    live: Arc<LiveCounts>,
+    drain_timeout: Duration,
+    feed: F,
+) -> PipelineReport
+where
+    F: FnOnce(mpsc::Sender<Sent>, Arc<LiveCounts>, Arc<AtomicBool>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), Abort>>,
+{
+    let fatal = Arc::new(AtomicBool::new(false));
+    let (sent_tx, sent_rx) = mpsc::channel::<Sent>(PENDING_CAPACITY);
+    let recorder = tokio::spawn(record_outcomes(
+        sent_rx,
+        Arc::clone(state),
+        Arc::clone(&live),
+        Arc::clone(&fatal),
+    ));
+    let fed = feed(sent_tx, Arc::clone(&live), Arc::clone(&fatal)).await;
+    let flushed = tokio::time::timeout(drain_timeout, segment.flush()).await;
+    let recorded = recorder
+        .await
+        .unwrap_or_else(|e| Err(StateError::Storage(format!("recorder stopped: {e}"))));
+    let abort = if fatal.load(Ordering::SeqCst) {
+        Some(Abort::InvalidWriteKey)
+    } else {
+        fed.err()
+            .or(recorded.err().map(Abort::State))
+            .or(flush_abort(flushed, drain_timeout))
+    };
+    PipelineReport {
+        counts: live.snapshot(),
+        abort,
+    }
+}
+
+async fn read_and_send(
+    ports: &Ports,
+    options: &PipelineOptions,
+    live: &LiveCounts,
+    fatal: &AtomicBool,
+    sent_tx: &mpsc::Sender<Sent>,
+    interrupt: &mut watch::Receiver<bool>,
+) -> Result<(), Abort> {
+    let mut pages = ports.source.customers(options.query).await?;
+    let mut letters = Vec::new();
+    loop {
+        if *interrupt.borrow() {
+            return Err(Abort::Interrupted);
+        }
+        if fatal.load(Ordering::SeqCst) {
+            return Err(Abort::InvalidWriteKey);
+        }
+        let page = tokio::select! {
+            page = pages.next_page() => page?,
+            () = interrupted(interrupt) => return Err(Abort::Interrupted),
+        };
+        let Some(page) = page else { break };
+        LiveCounts::add(&live.read, page.records.len() as u64);
+
+        let mut messages = Vec::with_capacity(page.records.len());
+        for record in page.records {
+            match record {
+                SourceRecord::Customer(customer) => match identify(&customer, options.strategy) {
+                    Ok(message) => messages.push(message),
+                    Err(NotSent::Skipped(_)) => LiveCounts::add(&live.skipped, 1),
+                    Err(NotSent::Rejected(error)) => {
+                        LiveCounts::add(&live.rejected, 1);
+                        letters.push(dead_letter(&customer.id, DeadLetterKind::Rejected, &error, None, None));
+                    }
+                },
+                SourceRecord::Malformed { position, reason } => {
+                    LiveCounts::add(&live.rejected, 1);
+                    letters.push(DeadLetter {
+                        reason: format!("Invalid payload: {reason}"),
+                        ..dead_letter(&position, DeadLetterKind::Rejected, &DeliveryError::InvalidPayload, None, None)
+                    });
+                }
+            }
+        }
+        if !letters.is_empty() {
+            ports.state.add_dead_letters(&letters).await?;
+            letters.clear();
+        }
+
+        let messages = if options.resend_unchanged {
+            messages
+        } else {
+            drop_unchanged(ports.state.as_ref(), messages, live).await?
+        };
+        for message in messages {
+            let customer_id = message.customer_id().to_owned();
+            let fingerprint = message.fingerprint();
+            let payload = message.json().to_owned();
+            let outcome = tokio::select! {
+                accepted = ports.segment.identify(message) => match accepted {
+                    Ok(outcome) => outcome,
+                    Err(SegmentError::InvalidWriteKey) => return Err(Abort::InvalidWriteKey),
+                    Err(other) => return Err(Abort::Segment(other)),
+                },
+                () = interrupted(interrupt) => return Err(Abort::Interrupted),
+            };
+            let sent = Sent { customer_id, fingerprint, payload, outcome };
+            if sent_tx.send(sent).await.is_err() {
+                // The recorder stopped on a state error; it reports it.
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Resolves once the interrupt flag is up; never when its sender is gone.
+async fn interrupted(interrupt: &mut watch::Receiver<bool>) {
+    if interrupt.wait_for(|up| *up).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+async fn drop_unchanged(
+    state: &dyn SyncStateStore,
+    messages: Vec<Identify>,
+    live: &LiveCounts,
+) -> Result<Vec<Identify>, StateError> {
+    if messages.is_empty() {
+        return Ok(messages);
+    }
+    let ids: Vec<String> = messages.iter().map(|m| m.customer_id().to_owned()).collect();
+    let known = state.delivered_fingerprints(&ids).await?;
+    let before = messages.len();
+    let changed: Vec<Identify> = messages
+        .into_iter()
+        .filter(|m| known.get(m.customer_id()) != Some(&m.fingerprint()))
+        .collect();
+    LiveCounts::add(&live.unchanged, (before - changed.len()) as u64);
+    Ok(changed)
+}
+
+fn dead_letter(
+    customer_id: &str,
+    kind: DeadLetterKind,
+    error: &DeliveryError,
+    payload: Option<String>,
+    fingerprint: Option<Fingerprint>,
+) -> DeadLetter {
+    DeadLetter::from_error(
+        customer_id,
+        kind,
+        error,
+        payload,
+        fingerprint.map(Fingerprint::to_hex),
+        now_rfc3339(),
+    )
+}
+
+/// Sends the failed dead letters again. Delivered ones leave the dead letters;
+/// the others stay with their attempts counted up. Rejected ones are left for a
+/// sync to resend once the customer's data is fixed.
+pub async fn replay(
+    segment: &Arc<dyn SegmentClient>,
+    state: &Arc<dyn SyncStateStore>,
+    live: Arc<LiveCounts>,
+    drain_timeout: Duration,
+) -> PipelineReport {
+    drive(segment, state, live, drain_timeout, |sent_tx, live, _fatal| async move {
+        replay_letters(segment.as_ref(), state.as_ref(), &live, &sent_tx).await
+    })
+    .await
+}
+
+async fn replay_letters(
+    segment: &dyn SegmentClient,
+    state: &dyn SyncStateStore,
+    live: &LiveCounts,
+    sent_tx: &mpsc::Sender<Sent>,
+) -> Result<(), Abort> {
+    let letters = state.dead_letters().await?;
+    let mut unusable = Vec::new();
+    for letter in letters {
+        let (DeadLetterKind::Failed, Some(payload)) = (&letter.kind, letter.payload) else {
+            continue;
+        };
+        LiveCounts::add(&live.read, 1);
+        let message = match Identify::from_json(&letter.customer_id, payload) {
+            Ok(message) => message,
+            Err(NotSent::Rejected(error)) => {
+                LiveCounts::add(&live.rejected, 1);
+                unusable.push(dead_letter(&letter.customer_id, DeadLetterKind::Rejected, &error, None, None));
+                continue;
+            }
+            Err(NotSent::Skipped(_)) => continue,
+        };
+        let customer_id = message.customer_id().to_owned();
+        let fingerprint = message.fingerprint();
+        let payload = message.json().to_owned();
+        let outcome = match segment.identify(message).await {
+            Ok(outcome) => outcome,
+            Err(SegmentError::InvalidWriteKey) => return Err(Abort::InvalidWriteKey),
+            Err(other) => return Err(Abort::Segment(other)),
+        };
+        if sent_tx.send(Sent { customer_id, fingerprint, payload, outcome }).await.is_err() {
+            break;
+        }
+    }
+    if !unusable.is_empty() {
+        state.add_dead_letters(&unusable).await?;
+    }
+    Ok(())
+}
+
+fn flush_abort(
+    flushed: Result<Result<(), SegmentError>, tokio::time::error::Elapsed>,
+    drain_timeout: Duration,
+) -> Option<Abort> {
+    match flushed {
+        Ok(Ok(())) => None,
+        Ok(Err(SegmentError::InvalidWriteKey)) => Some(Abort::InvalidWriteKey),
+        Ok(Err(other)) => Some(Abort::Segment(other)),
+        Err(_) => Some(Abort::Segment(SegmentError::DrainTimeout(drain_timeout))),
+    }
+}
+
+/// Now, as RFC 3339 with milliseconds.
+pub fn now_rfc3339() -> String {
+    rfc3339(OffsetDateTime::now_utc())
+}
+
+/// An instant as RFC 3339 (UTC, milliseconds), the form commercetools uses.
+pub fn rfc3339(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.millisecond()
+    )
+}
+
+/// Awaits outcomes in the order messages were sent and writes them to the state
+/// in chunks, flushing a chunk whenever no further outcome is ready.
+async fn record_outcomes(
+    mut sent_rx: mpsc::Receiver<Sent>,
+    state: Arc<dyn SyncStateStore>,
+    live: Arc<LiveCounts>,
+    fatal: Arc<AtomicBool>,
+) -> Result<(), StateError> {
+    let mut delivered: Vec<(String, Fingerprint)> = Vec::with_capacity(RECORD_CHUNK);
+    let mut letters: Vec<DeadLetter> = Vec::new();
+    loop {
+        let next = match sent_rx.try_recv() {
+            Ok(sent) => Some(sent),
+            Err(mpsc::error::TryRecvError::Empty) => {
+                write(state.as_ref(), &mut delivered, &mut letters).await?;
+                sent_rx.recv().await
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => None,
+        };
+        let Some(sent) = next else { break };
+        match sent.outcome.await {
+            Outcome::Delivered => {
+                LiveCounts::add(&live.sent, 1);
+                delivered.push((sent.customer_id, sent.fingerprint));
+            }
+            Outcome::Failed(DeliveryError::Unauthorized) => {
+                // The whole run is void; a rerun with the right key sends it.
+                fatal.store(true, Ordering::SeqCst);
+                LiveCounts::add(&live.failed, 1);
+            }
+            Outcome::Rejected(error) => {
+                LiveCounts::add(&live.rejected, 1);
+                letters.push(dead_letter(&sent.customer_id, DeadLetterKind::Rejected, &error, Some(sent.payload), Some(sent.fingerprint)));
+            }
+            Outcome::Failed(error) => {
+                LiveCounts::add(&live.failed, 1);
+                letters.push(dead_letter(&sent.customer_id, DeadLetterKind::Failed, &error, Some(sent.payload), Some(sent.fingerprint)));
+            }
+        }
+        if delivered.len() >= RECORD_CHUNK || letters.len() >= RECORD_CHUNK {
+            write(state.as_ref(), &mut delivered, &mut letters).await?;
+        }
+    }
+    write(state.as_ref(), &mut delivered, &mut letters).await
+}
+
+async fn write(
+    state: &dyn SyncStateStore,
+    delivered: &mut Vec<(String, Fingerprint)>,
+    letters: &mut Vec<DeadLetter>,
+) -> Result<(), StateError> {
+    if !delivered.is_empty() {
+        let rows: Vec<Delivered<'_>> = delivered
+            .iter()
+            .map(|(customer_id, fingerprint)| Delivered {
+                customer_id,
+                fingerprint: *fingerprint,
+            })
+            .collect();
+        state.record_delivered(&rows).await?;
+        delivered.clear();
+    }
+    if !letters.is_empty() {
+        state.add_dead_letters(letters).await?;
+        letters.clear();
+    }
+    Ok(())
+}

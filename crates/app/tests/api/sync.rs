@@ -1,0 +1,262 @@
+//! `segment-sync sync`, `dead-letters` and `runs`, through the real binary.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+fn emails_of(customers: &[Value]) -> HashSet<String> {
+    customers
+        .iter()
+        .filter_map(|c| c["email"].as_str())
+        .map(|e| e.to_lowercase())
+        .collect()
+}
+
+#[tokio::test]
+async fn dry_run_prints_one_payload_per_valid_customer_without_a_write_key() {
+    let app = App::new();
+    let sample = workspace_root().join("examples/customers.ndjson");
+    let output = app
+        .run(&["sync", "--input", sample.to_str().unwrap(), "--dry-run"])
+        .await;
+    let lines: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each stdout line is a payload"))
+        .collect();
+
+    let records: Vec<Value> = std::fs::read_to_string(&sample)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let valid: Vec<&Value> = records
+        .iter()
+        .filter(|c| {
+            segment_sync_domain::identify::identify(
+                &serde_json::from_value((*c).clone()).unwrap(),
+                segment_sync_domain::UserIdStrategy::Email,
+            )
+            .is_ok()
+        })
+        .collect();
+    assert!(valid.len() >= 20, "the sample has a few dozen valid customers");
+    assert_eq!(lines.len(), valid.len(), "stderr: {}", stderr(&output));
+    for line in &lines {
+        assert_eq!(line["type"], "identify");
+        assert!(line["userId"].as_str().unwrap().contains('@'));
+    }
+    // The sample has an oversize customer, so the dry run reports it.
+    assert_eq!(output.status.code(), Some(1), "stderr: {}", stderr(&output));
+    assert!(stderr(&output).contains(&format!("read {}", records.len())));
+    assert!(!app.state_path().exists(), "a dry run changes no state");
+}
+
+#[tokio::test]
+async fn configuration_errors_are_one_line_with_exit_2() {
+    let segment = FakeSegment::start(SegmentMode::Accept).await;
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (&[], "Missing SEGMENT_WRITE_KEY"),
+        (&[("SEGMENT_WRITE_KEY", "   ")], "Write key cannot be empty or whitespace only"),
+        (
+            &[("SEGMENT_WRITE_KEY", "k"), ("CTP_CLIENT_ID", "id")],
+            "Missing CTP_PROJECT_KEY, CTP_CLIENT_SECRET, CTP_REGION (or CTP_AUTH_URL and CTP_API_URL)",
+        ),
+    ];
+    for (vars, expected) in cases {
+        let mut app = App::new().env("SEGMENT_ENDPOINT", &segment.url);
+        for (name, value) in vars {
+            app = app.env(name, value);
+        }
+        let output = app.run(&["sync"]).await;
+        assert_eq!(output.status.code(), Some(2), "{expected}");
+        assert_eq!(stderr(&output).trim_end(), expected);
+    }
+    assert_eq!(segment.requests(), 0, "nothing sent");
+}
+
+#[tokio::test]
+async fn a_dot_env_file_supplies_what_the_environment_does_not() {
+    let segment = FakeSegment::start(SegmentMode::Accept).await;
+    let app = App::new().env("SEGMENT_ENDPOINT", &segment.url);
+    app.write_file(".env", &format!("SEGMENT_WRITE_KEY={WRITE_KEY}\n"));
+    let input = app.write_file("in.ndjson", &ndjson(&[customer(1, 0)]));
+    let output = app.run(&["sync", "--input", input.to_str().unwrap()]).await;
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
+    assert_eq!(segment.message_count(), 1);
+}
+
+#[tokio::test]
+async fn backfill_then_incremental_runs_send_only_what_changed() {
+    let customers: Vec<Value> = (0..10_000).map(|i| customer(i, 7)).collect();
+    let with_email = emails_of(&customers);
+    let segment = FakeSegment::start(SegmentMode::Accept).await;
+    let ctp = FakeCommercetools::start(customers.clone()).await;
+    let app = App::new().with_fakes(&segment, Some(&ctp));
+
+    let first = app.run(&["sync", "--json"]).await;
+    assert_eq!(first.status.code(), Some(0), "stderr: {}", stderr(&first));
+    let counts = summary(&first);
+    assert_eq!(counts["read"], 10_000);
+    assert_eq!(counts["sent"], with_email.len());
+    assert_eq!(counts["skipped"], 10_000 - with_email.len());
+    let sum: u64 = ["sent", "unchanged", "skipped", "rejected", "failed"]
+        .iter()
+        .map(|k| counts[k].as_u64().unwrap())
+        .sum();
+    assert_eq!(sum, 10_000);
+    let by_user = segment.deliveries_by_user();
+    assert_eq!(by_user.len(), with_email.len());
+    assert!(by_user.values().all(|n| *n == 1), "each customer exactly once");
+    assert_eq!(by_user.keys().cloned().collect::<HashSet<_>>(), with_email);
+
+    // Nothing changed: the lookback window re-reads everyone, and nothing is sent.
+    let second = app.run(&["sync", "--json"]).await;
+    assert_eq!(second.status.code(), Some(0), "stderr: {}", stderr(&second));
+    let counts = summary(&second);
+    assert_eq!(counts["sent"], 0);
+    assert_eq!(counts["unchanged"], with_email.len());
+    assert_eq!(segment.message_count(), with_email.len());
+
+    for i in (1..=10).map(|k| k * 3) {
+        ctp.update(&format!("cust-{i:08}"), |c| c["firstName"] = json!("Changed"));
+    }
+    let third = app.run(&["sync", "--json"]).await;
+    assert_eq!(third.status.code(), Some(0), "stderr: {}", stderr(&third));
+    assert_eq!(summary(&third)["sent"], 10);
+    let changed: Vec<Value> = segment.messages()[with_email.len()..].to_vec();
+    assert_eq!(changed.len(), 10);
+    assert!(changed.iter().all(|m| m["traits"]["firstName"] == "Changed"));
+
+    let runs = app.run(&["runs", "--json"]).await;
+    let runs: Value = serde_json::from_str(&stdout(&runs)).unwrap();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    assert_eq!(runs[0]["counts"]["sent"], 10, "newest first");
+    assert_eq!(runs[2]["counts"]["read"], 10_000);
+    assert!(runs.iter().all(|r| r["status"] == "succeeded"));
+}
+
+#[tokio::test]
+async fn a_flaky_segment_still_gets_every_customer() {
+    let customers: Vec<Value> = (0..3_000).map(|i| customer(i, 0)).collect();
+    let segment = FakeSegment::start(SegmentMode::Flaky(0.3)).await;
+    let app = App::new().with_fakes(&segment, None);
+    let input = app.write_file("in.ndjson", &ndjson(&customers));
+    let output = app
+        .run(&["sync", "--input", input.to_str().unwrap(), "--json"])
+        .await;
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
+    assert_eq!(summary(&output)["sent"], 3_000);
+    assert_eq!(segment.deliveries_by_user().len(), 3_000);
+}
+
+#[tokio::test]
+async fn failures_go_to_dead_letters_and_replay_delivers_them() {
+    let customers: Vec<Value> = (0..50).map(|i| customer(i, 0)).collect();
+    let segment = FakeSegment::start(SegmentMode::Down).await;
+    let ctp = FakeCommercetools::start(customers.clone()).await;
+    let app = App::new()
+        .with_fakes(&segment, Some(&ctp))
+        .env("SEGMENT_MAX_ATTEMPTS", "2");
+
+    let failed = app.run(&["sync", "--json"]).await;
+    assert_eq!(failed.status.code(), Some(1), "stderr: {}", stderr(&failed));
+    assert_eq!(summary(&failed)["failed"], 50);
+    let letters = app.run(&["dead-letters", "list", "--json"]).await;
+    let letters: Value = serde_json::from_str(&stdout(&letters)).unwrap();
+    assert_eq!(letters.as_array().unwrap().len(), 50);
+    assert_eq!(letters[0]["code"], "max_retries_exceeded");
+    assert_eq!(letters[0]["reason"], "Max retries exceeded");
+
+    let store = segment_sync_adapters::sqlite_state::SqliteStateStore::open(&app.state_path()).unwrap();
+    use segment_sync_ports::SyncStateStore as _;
+    assert_eq!(store.high_water_mark().await.unwrap(), None, "mark unmoved");
+
+    segment.set_mode(SegmentMode::Accept);
+    let replay = app.run(&["dead-letters", "replay", "--json"]).await;
+    assert_eq!(replay.status.code(), Some(0), "stderr: {}", stderr(&replay));
+    assert_eq!(summary(&replay)["sent"], 50);
+    assert_eq!(segment.deliveries_by_user().len(), 50);
+    let letters = app.run(&["dead-letters", "list", "--json"]).await;
+    assert_eq!(serde_json::from_str::<Value>(&stdout(&letters)).unwrap(), json!([]));
+}
+
+#[tokio::test]
+async fn an_invalid_write_key_aborts_with_exit_3() {
+    let segment = FakeSegment::start(SegmentMode::Unauthorized).await;
+    let app = App::new().with_fakes(&segment, None);
+    let input = app.write_file("in.ndjson", &ndjson(&(0..20).map(|i| customer(i, 0)).collect::<Vec<_>>()));
+    let output = app.run(&["sync", "--input", input.to_str().unwrap(), "--json"]).await;
+    assert_eq!(output.status.code(), Some(3), "stderr: {}", stderr(&output));
+    assert!(stderr(&output).lines().any(|l| l == "Invalid write key"), "stderr: {}", stderr(&output));
+    assert!(!stderr(&output).contains(WRITE_KEY), "the key never reaches a log");
+    assert_eq!(segment.message_count(), 0);
+}
+
+#[tokio::test]
+async fn an_oversize_customer_is_rejected_and_the_rest_delivered() {
+    let mut customers: Vec<Value> = (0..30).map(|i| customer(i, 0)).collect();
+    customers[5]["custom"]["fields"]["notes"] = json!("x".repeat(40 * 1024));
+    let segment = FakeSegment::start(SegmentMode::Accept).await;
+    let app = App::new().with_fakes(&segment, None);
+    let input = app.write_file("in.ndjson", &ndjson(&customers));
+    let output = app.run(&["sync", "--input", input.to_str().unwrap(), "--json"]).await;
+    assert_eq!(output.status.code(), Some(1), "stderr: {}", stderr(&output));
+    let counts = summary(&output);
+    assert_eq!(counts["rejected"], 1);
+    assert_eq!(counts["sent"], 29);
+    assert_eq!(segment.message_count(), 29);
+    let letters = app.run(&["dead-letters", "list", "--json"]).await;
+    let letters: Value = serde_json::from_str(&stdout(&letters)).unwrap();
+    assert_eq!(letters[0]["customer_id"], "cust-00000005");
+    assert_eq!(letters[0]["reason"], "message over 32 KB");
+}
+
+#[tokio::test]
+async fn a_killed_sync_loses_nothing_and_resends_only_what_was_unrecorded() {
+    let customers: Vec<Value> = (0..50_000).map(|i| customer(i, 0)).collect();
+    let segment = FakeSegment::start(SegmentMode::Slow(Duration::from_millis(200))).await;
+    let ctp = FakeCommercetools::start(customers).await;
+    let app = App::new().with_fakes(&segment, Some(&ctp));
+
+    let mut child = app.command(&["sync"]).spawn().unwrap();
+    eventually("a good part of the sync", Duration::from_secs(120), || {
+        segment.message_count() >= 10_000
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let acknowledged_before_kill = segment.message_count();
+    assert!(acknowledged_before_kill < 50_000, "killed before the end");
+
+    let store = segment_sync_adapters::sqlite_state::SqliteStateStore::open(&app.state_path()).unwrap();
+    use segment_sync_ports::SyncStateStore as _;
+    let ids: Vec<String> = (0..50_000).map(|i| format!("cust-{i:08}")).collect();
+    let recorded: HashSet<String> = store
+        .delivered_fingerprints(&ids)
+        .await
+        .unwrap()
+        .into_keys()
+        .collect();
+    assert!(!recorded.is_empty(), "deliveries were recorded before the kill");
+    drop(store);
+
+    segment.set_mode(SegmentMode::Accept);
+    let before_rerun = segment.message_count();
+    let rerun = app.run(&["sync", "--json"]).await;
+    assert_eq!(rerun.status.code(), Some(0), "stderr: {}", stderr(&rerun));
+    assert_eq!(segment.deliveries_by_user().len(), 50_000, "every customer in Segment");
+    let resent: Vec<String> = segment.messages()[before_rerun..]
+        .iter()
+        .map(|m| m["traits"]["commercetoolsId"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        resent.iter().all(|id| !recorded.contains(id)),
+        "a delivery recorded before the kill was sent again"
+    );
+    assert_eq!(resent.len(), 50_000 - recorded.len());
+}
