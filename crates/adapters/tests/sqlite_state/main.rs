@@ -1,0 +1,493 @@
+//! The SQLite state store against real files in temporary directories.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use segment_sync_adapters::sqlite_state::{check_writable, SqliteStateStore};
+use segment_sync_domain::sync::{DeadLetter, DeadLetterKind, RunCounts, RunStatus};
+use segment_sync_domain::Fingerprint;
+use segment_sync_ports::{Delivered, StateError, SyncStateStore};
+use tempfile::TempDir;
+use time::macros::datetime;
+use time::OffsetDateTime;
+
+struct TestDb {
+    _dir: TempDir,
+    path: PathBuf,
+}
+
+impl TestDb {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("state.db");
+        Self { _dir: dir, path }
+    }
+
+    fn open(&self) -> SqliteStateStore {
+        SqliteStateStore::open(&self.path).expect("open state store")
+    }
+}
+
+/// A distinct, valid fingerprint per number.
+fn fingerprint(n: u128) -> Fingerprint {
+    Fingerprint::from_hex(&format!("{n:032x}")).expect("valid hex")
+}
+
+fn ids(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("customer-{i}")).collect()
+}
+
+async fn record(store: &SqliteStateStore, entries: &[(String, Fingerprint)]) {
+    let delivered: Vec<Delivered<'_>> = entries
+        .iter()
+        .map(|(id, fp)| Delivered {
+            customer_id: id,
+            fingerprint: *fp,
+        })
+        .collect();
+    store.record_delivered(&delivered).await.expect("record");
+}
+
+fn letter(customer_id: &str, reason: &str, recorded_at: &str) -> DeadLetter {
+    DeadLetter {
+        customer_id: customer_id.to_owned(),
+        kind: DeadLetterKind::Failed,
+        code: "segment_unreachable".to_owned(),
+        reason: reason.to_owned(),
+        payload: Some(format!(
+            r#"{{"userId":"{customer_id}","reason":"{reason}"}}"#
+        )),
+        fingerprint: Some(fingerprint(7).to_hex()),
+        attempts: 1,
+        recorded_at: recorded_at.to_owned(),
+    }
+}
+
+fn open_error_of(path: &Path) -> (String, String) {
+    match SqliteStateStore::open(path) {
+        Err(StateError::Open { path, reason }) => (path, reason),
+        other => panic!("expected an Open error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn recorded_deliveries_are_found_and_unknown_ids_are_absent() {
+    let db = TestDb::new();
+    let store = db.open();
+    let entries = vec![
+        ("a".to_owned(), fingerprint(1)),
+        ("b".to_owned(), fingerprint(2)),
+    ];
+    record(&store, &entries).await;
+
+    let query = vec!["a".to_owned(), "b".to_owned(), "never".to_owned()];
+    let found = store.delivered_fingerprints(&query).await.unwrap();
+
+    let expected: HashMap<String, Fingerprint> = entries.into_iter().collect();
+    assert_eq!(found, expected);
+    assert!(store.delivered_fingerprints(&[]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_second_delivery_overwrites_the_fingerprint() {
+    let db = TestDb::new();
+    let store = db.open();
+    record(&store, &[("a".to_owned(), fingerprint(1))]).await;
+    record(&store, &[("a".to_owned(), fingerprint(99))]).await;
+
+    let found = store
+        .delivered_fingerprints(&["a".to_owned()])
+        .await
+        .unwrap();
+
+    assert_eq!(found.len(), 1);
+    assert_eq!(found["a"], fingerprint(99));
+}
+
+#[tokio::test]
+async fn thousands_of_ids_are_looked_up_at_once() {
+    let db = TestDb::new();
+    let store = db.open();
+    let all = ids(0..2_000);
+    // Every other customer delivered: half of each lookup chunk hits.
+    let delivered: Vec<(String, Fingerprint)> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 0)
+        .map(|(i, id)| (id.clone(), fingerprint(i as u128)))
+        .collect();
+    record(&store, &delivered).await;
+
+    let found = store.delivered_fingerprints(&all).await.unwrap();
+
+    assert_eq!(found.len(), 1_000);
+    assert_eq!(found, delivered.into_iter().collect::<HashMap<_, _>>());
+}
+
+#[tokio::test]
+async fn recording_a_delivery_clears_that_customers_dead_letter() {
+    let db = TestDb::new();
+    let store = db.open();
+    store
+        .add_dead_letters(&[
+            letter("a", "timeout", "2024-05-01T10:00:00Z"),
+            letter("b", "timeout", "2024-05-01T10:00:01Z"),
+        ])
+        .await
+        .unwrap();
+
+    record(&store, &[("a".to_owned(), fingerprint(1))]).await;
+
+    let left: Vec<String> = store
+        .dead_letters()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.customer_id)
+        .collect();
+    assert_eq!(left, ["b"]);
+}
+
+#[tokio::test]
+async fn a_dead_letter_added_twice_is_one_row_with_two_attempts_and_the_latest_reason() {
+    let db = TestDb::new();
+    let store = db.open();
+    store
+        .add_dead_letters(&[letter("a", "timeout", "2024-05-01T10:00:00Z")])
+        .await
+        .unwrap();
+    store
+        .add_dead_letters(&[letter("a", "503 from Segment", "2024-05-02T10:00:00Z")])
+        .await
+        .unwrap();
+
+    let letters = store.dead_letters().await.unwrap();
+
+    assert_eq!(letters.len(), 1);
+    let expected = DeadLetter {
+        attempts: 2,
+        ..letter("a", "503 from Segment", "2024-05-02T10:00:00Z")
+    };
+    assert_eq!(letters[0], expected);
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_oldest_first_and_can_be_removed() {
+    let db = TestDb::new();
+    let store = db.open();
+    let mut rejected = letter("c", "invalid email", "2024-05-01T10:00:02Z");
+    rejected.kind = DeadLetterKind::Rejected;
+    rejected.payload = None;
+    rejected.fingerprint = None;
+    store
+        .add_dead_letters(&[
+            letter("b", "timeout", "2024-05-01T10:00:00Z"),
+            letter("a", "timeout", "2024-05-01T10:00:01Z"),
+        ])
+        .await
+        .unwrap();
+    store.add_dead_letters(&[rejected.clone()]).await.unwrap();
+
+    let letters = store.dead_letters().await.unwrap();
+    let order: Vec<&str> = letters.iter().map(|l| l.customer_id.as_str()).collect();
+    assert_eq!(order, ["b", "a", "c"]);
+    assert_eq!(letters[2], rejected);
+
+    store
+        .remove_dead_letters(&["b".to_owned(), "c".to_owned(), "unknown".to_owned()])
+        .await
+        .unwrap();
+    let left: Vec<String> = store
+        .dead_letters()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.customer_id)
+        .collect();
+    assert_eq!(left, ["a"]);
+}
+
+#[tokio::test]
+async fn the_high_water_mark_is_absent_then_kept_across_reopen() {
+    let db = TestDb::new();
+    let at = datetime!(2024-05-01 10:00:00.123_456_789 +02:00);
+    {
+        let store = db.open();
+        assert_eq!(store.high_water_mark().await.unwrap(), None);
+        store.set_high_water_mark(at).await.unwrap();
+        assert_eq!(store.high_water_mark().await.unwrap(), Some(at));
+    }
+
+    let reopened = db.open();
+    assert_eq!(reopened.high_water_mark().await.unwrap(), Some(at));
+
+    let later = datetime!(2024-06-01 00:00:00 UTC);
+    reopened.set_high_water_mark(later).await.unwrap();
+    assert_eq!(reopened.high_water_mark().await.unwrap(), Some(later));
+}
+
+#[tokio::test]
+async fn runs_are_listed_newest_first_with_counts_and_survive_reopen() {
+    let db = TestDb::new();
+    let counts = RunCounts {
+        read: 10,
+        sent: 5,
+        unchanged: 2,
+        skipped: 1,
+        rejected: 1,
+        failed: 1,
+    };
+    let (first, second, third) = {
+        let store = db.open();
+        let first = store
+            .start_run("sync", datetime!(2024-05-01 10:00:00 UTC))
+            .await
+            .unwrap();
+        store
+            .finish_run(first, RunStatus::CompletedWithErrors, counts, None)
+            .await
+            .unwrap();
+        let second = store
+            .start_run("replay", datetime!(2024-05-02 10:00:00 UTC))
+            .await
+            .unwrap();
+        store
+            .finish_run(
+                second,
+                RunStatus::Aborted,
+                RunCounts::default(),
+                Some("invalid write key".to_owned()),
+            )
+            .await
+            .unwrap();
+        // Never finished, as when the process is killed.
+        let third = store
+            .start_run("sync", datetime!(2024-05-03 10:00:00 UTC))
+            .await
+            .unwrap();
+        (first, second, third)
+    };
+
+    let runs = db.open().runs(10).await.unwrap();
+
+    let listed: Vec<i64> = runs.iter().map(|r| r.id).collect();
+    assert_eq!(listed, [third, second, first]);
+    assert!(first < second && second < third);
+
+    assert_eq!(runs[0].status, RunStatus::Running);
+    assert_eq!(runs[0].finished_at, None);
+    assert_eq!(runs[0].counts, RunCounts::default());
+
+    assert_eq!(runs[1].kind, "replay");
+    assert_eq!(runs[1].status, RunStatus::Aborted);
+    assert_eq!(runs[1].error.as_deref(), Some("invalid write key"));
+
+    assert_eq!(runs[2].kind, "sync");
+    assert_eq!(runs[2].status, RunStatus::CompletedWithErrors);
+    assert_eq!(runs[2].counts, counts);
+    assert_eq!(runs[2].error, None);
+    let started = OffsetDateTime::parse(
+        &runs[2].started_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(started, datetime!(2024-05-01 10:00:00 UTC));
+    let finished = runs[2].finished_at.as_deref().expect("finished");
+    assert!(
+        OffsetDateTime::parse(finished, &time::format_description::well_known::Rfc3339).is_ok()
+    );
+
+    let newest = db.open().runs(1).await.unwrap();
+    assert_eq!(newest.len(), 1);
+    assert_eq!(newest[0].id, third);
+}
+
+#[tokio::test]
+async fn finishing_an_unknown_run_is_an_error() {
+    let db = TestDb::new();
+    let store = db.open();
+
+    let err = store
+        .finish_run(42, RunStatus::Succeeded, RunCounts::default(), None)
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(&err, StateError::Storage(m) if m.contains("no run with id 42")),
+        "{err}"
+    );
+}
+
+#[test]
+fn opening_in_a_missing_directory_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing").join("state.db");
+
+    let (shown, reason) = open_error_of(&path);
+
+    assert_eq!(shown, path.display().to_string());
+    assert!(reason.contains("does not exist"), "{reason}");
+}
+
+#[test]
+fn opening_a_file_that_is_not_a_database_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, "these are notes, not a database\n".repeat(200)).unwrap();
+
+    let (shown, reason) = open_error_of(&path);
+
+    assert_eq!(shown, path.display().to_string());
+    assert!(reason.contains("not a SQLite database"), "{reason}");
+}
+
+#[test]
+fn opening_a_database_from_a_newer_version_is_refused_clearly() {
+    let db = TestDb::new();
+    drop(db.open());
+    let raw = rusqlite::Connection::open(&db.path).unwrap();
+    raw.pragma_update(None, "user_version", 99).unwrap();
+    drop(raw);
+
+    let (shown, reason) = open_error_of(&db.path);
+
+    assert_eq!(shown, db.path.display().to_string());
+    assert!(reason.contains("schema version 99"), "{reason}");
+    assert!(reason.contains("newer segment-sync"), "{reason}");
+}
+
+#[tokio::test]
+async fn two_handles_on_one_file_see_each_others_writes() {
+    let db = TestDb::new();
+    let one = db.open();
+    let two = db.open();
+
+    record(&one, &[("a".to_owned(), fingerprint(1))]).await;
+    two.add_dead_letters(&[letter("b", "timeout", "2024-05-01T10:00:00Z")])
+        .await
+        .unwrap();
+    let run = two
+        .start_run("sync", datetime!(2024-05-01 10:00:00 UTC))
+        .await
+        .unwrap();
+
+    let seen_by_two = two.delivered_fingerprints(&["a".to_owned()]).await.unwrap();
+    assert_eq!(seen_by_two.get("a"), Some(&fingerprint(1)));
+    assert_eq!(one.dead_letters().await.unwrap().len(), 1);
+    assert_eq!(one.runs(5).await.unwrap()[0].id, run);
+
+    // A delivery through one clears the letter written by the other.
+    record(&one, &[("b".to_owned(), fingerprint(2))]).await;
+    assert!(two.dead_letters().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_handles_writing_at_once_both_succeed() {
+    let db = TestDb::new();
+    let writers = [db.open(), db.open()].map(|store| {
+        tokio::spawn(async move {
+            let name = store.start_run("sync", OffsetDateTime::now_utc()).await?;
+            for page in 0..20 {
+                let entries: Vec<(String, Fingerprint)> = ids(page * 100..(page + 1) * 100)
+                    .into_iter()
+                    .map(|id| (format!("{name}-{id}"), fingerprint(page as u128)))
+                    .collect();
+                record(&store, &entries).await;
+            }
+            Ok::<_, StateError>(name)
+        })
+    });
+    let mut runs = Vec::new();
+    for writer in writers {
+        runs.push(writer.await.expect("writer task").expect("writes"));
+    }
+
+    let store = db.open();
+    for run in runs {
+        let wanted: Vec<String> = ids(0..2_000)
+            .iter()
+            .map(|id| format!("{run}-{id}"))
+            .collect();
+        assert_eq!(
+            store.delivered_fingerprints(&wanted).await.unwrap().len(),
+            2_000
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_in_memory_store_works_like_the_file() {
+    let store = SqliteStateStore::open_in_memory().unwrap();
+    record(&store, &[("a".to_owned(), fingerprint(3))]).await;
+    let found = store
+        .delivered_fingerprints(&["a".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(found["a"], fingerprint(3));
+}
+
+#[test]
+fn check_writable_passes_in_a_temp_dir_and_leaves_no_check_row() {
+    let db = TestDb::new();
+
+    check_writable(&db.path).unwrap();
+
+    assert!(db.path.is_file());
+    let raw = rusqlite::Connection::open(&db.path).unwrap();
+    let rows: i64 = raw
+        .query_row("SELECT COUNT(*) FROM meta", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(rows, 0, "the check's write was rolled back");
+}
+
+#[test]
+fn check_writable_fails_naming_the_path_when_it_cannot_be_created() {
+    let dir = tempfile::tempdir().unwrap();
+    // Both hold as root, where permission bits would not stop a write.
+    for path in [
+        dir.path().join("no-such-dir").join("state.db"),
+        dir.path().to_path_buf(),
+    ] {
+        let err = check_writable(&path).unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, StateError::Open { .. }), "{message}");
+        assert!(message.contains(&path.display().to_string()), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn pages_of_deliveries_are_recorded_and_looked_up_quickly() {
+    const CUSTOMERS: usize = 50_000;
+    const PAGE: usize = 500;
+    let db = TestDb::new();
+    let store = db.open();
+    let all = ids(0..CUSTOMERS);
+
+    let started = Instant::now();
+    for (page_no, page) in all.chunks(PAGE).enumerate() {
+        let known = store.delivered_fingerprints(page).await.unwrap();
+        assert!(known.is_empty());
+        let entries: Vec<(String, Fingerprint)> = page
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), fingerprint((page_no * PAGE + i) as u128)))
+            .collect();
+        record(&store, &entries).await;
+    }
+    let first_pass = started.elapsed();
+
+    let started = Instant::now();
+    let mut found = 0;
+    for page in all.chunks(PAGE) {
+        found += store.delivered_fingerprints(page).await.unwrap().len();
+    }
+    let lookups = started.elapsed();
+
+    assert_eq!(found, CUSTOMERS);
+    println!(
+        "{CUSTOMERS} customers in pages of {PAGE}: lookup+record {:.0}/s, lookup only {:.0}/s",
+        CUSTOMERS as f64 / first_pass.as_secs_f64(),
+        CUSTOMERS as f64 / lookups.as_secs_f64(),
+    );
+}
