@@ -118,20 +118,23 @@ impl Identify {
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Stored<'a> {
-            user_id: &'a str,
-            message_id: &'a str,
+            // A `userId` holding `"` or `\` is escaped in the JSON and cannot be borrowed.
+            #[serde(borrow)]
+            user_id: std::borrow::Cow<'a, str>,
+            #[serde(borrow)]
+            message_id: std::borrow::Cow<'a, str>,
             #[serde(borrow)]
             traits: &'a serde_json::value::RawValue,
         }
         let stored: Stored<'_> = serde_json::from_str(&json)
             .map_err(|_| NotSent::Rejected(DeliveryError::InvalidPayload))?;
-        let user_id = UserId::parse(stored.user_id)
+        let user_id = UserId::parse(&stored.user_id)
             .map_err(|_| NotSent::Rejected(DeliveryError::EmptyUserId))?;
         let fingerprint = Fingerprint::of(user_id.as_ref(), stored.traits.get());
         if stored.message_id.is_empty() || stored.message_id.len() >= 100 {
             return Err(NotSent::Rejected(DeliveryError::InvalidPayload));
         }
-        let message_id = MessageId::stored(stored.message_id);
+        let message_id = MessageId::stored(&stored.message_id);
         if json.len() > MAX_MESSAGE_BYTES {
             return Err(NotSent::Rejected(DeliveryError::PayloadTooLarge));
         }

@@ -204,8 +204,14 @@ struct ResourceRef {
 }
 
 fn decode_platform(value: Value) -> Result<WebhookEvent, WebhookError> {
-    let payload: PlatformPayload = serde_json::from_value(value)
-        .map_err(|e| WebhookError::Field(format!("invalid commercetools payload: {e}")))?;
+    // The path names the offending field; serde_json's own message does not.
+    let payload: PlatformPayload = serde_path_to_error::deserialize(&value).map_err(|e| {
+        WebhookError::Field(format!(
+            "invalid commercetools payload: `{}`: {}",
+            e.path(),
+            e.inner()
+        ))
+    })?;
     let resource = payload
         .resource
         .ok_or_else(|| WebhookError::Field("commercetools payload has no resource".to_owned()))?;
@@ -233,9 +239,14 @@ fn decode_platform(value: Value) -> Result<WebhookEvent, WebhookError> {
                     let customer = payload.customer.ok_or_else(|| {
                         WebhookError::Field("CustomerCreated has no customer".to_owned())
                     })?;
-                    let customer: Customer = serde_json::from_value(customer).map_err(|e| {
-                        WebhookError::Field(format!("CustomerCreated customer is invalid: {e}"))
-                    })?;
+                    let customer: Customer =
+                        serde_path_to_error::deserialize(&customer).map_err(|e| {
+                            WebhookError::Field(format!(
+                                "CustomerCreated customer is invalid: `customer.{}`: {}",
+                                e.path(),
+                                e.inner()
+                            ))
+                        })?;
                     if customer.id != id {
                         return Err(WebhookError::Field(
                             "CustomerCreated customer.id differs from resource.id".to_owned(),
