@@ -1,0 +1,304 @@
+//! The webhook handler: a Subscription message in, at most one identify out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use segment_sync_domain::identify::identify;
+use segment_sync_domain::sync::{DeadLetter, DeadLetterKind};
+use segment_sync_domain::webhook::{decode, WebhookEvent};
+use segment_sync_domain::{Customer, DeliveryError, Identify, NotSent, Outcome, SkipReason};
+use segment_sync_ports::Delivered;
+use serde_json::json;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+
+use super::metrics::OutcomeLabel;
+use super::ServeDeps;
+
+/// How long `/readyz` waits for the state store.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the routes share.
+pub(super) struct AppState {
+    pub(super) deps: ServeDeps,
+    pub(super) request_timeout: Duration,
+    /// Held by every worker while it runs, so that shutdown can wait for them.
+    pub(super) workers: mpsc::Sender<()>,
+}
+
+/// How a webhook request ends.
+#[derive(Debug)]
+pub(super) enum Reply {
+    Delivered,
+    Unchanged,
+    Skipped(SkipReason),
+    /// Can never be delivered as it is; a 2xx stops the sender's retries.
+    Rejected(DeliveryError),
+    /// Valid, but nothing to do.
+    Ignored,
+    SubscriptionConfirmationLogged,
+    Unauthorized,
+    BadRequest(String),
+    TooLarge,
+    /// Worth sending again; the detail is in the logs only.
+    Error,
+    TimedOut,
+}
+
+/// The response for a reply, labelled for the request metrics.
+pub(super) fn reply(reply: Reply) -> Response {
+    let (status, body, label) = match reply {
+        Reply::Delivered => (
+            StatusCode::OK,
+            Some(json!({"status": "delivered"})),
+            "delivered",
+        ),
+        Reply::Unchanged => (
+            StatusCode::OK,
+            Some(json!({"status": "unchanged"})),
+            "unchanged",
+        ),
+        Reply::Skipped(reason) => (
+            StatusCode::OK,
+            Some(json!({"status": "skipped", "reason": reason.to_string()})),
+            "skipped",
+        ),
+        Reply::Rejected(error) => (
+            StatusCode::OK,
+            Some(json!({"status": "rejected", "reason": error.to_string()})),
+            "rejected",
+        ),
+        Reply::Ignored => (StatusCode::NO_CONTENT, None, "ignored"),
+        Reply::SubscriptionConfirmationLogged => (
+            StatusCode::OK,
+            Some(json!({"status": "subscription_confirmation_logged"})),
+            "ignored",
+        ),
+        Reply::Unauthorized => (
+            StatusCode::UNAUTHORIZED,
+            Some(json!({"error": "Unauthorized"})),
+            "unauthorized",
+        ),
+        Reply::BadRequest(reason) => (
+            StatusCode::BAD_REQUEST,
+            Some(json!({"error": reason})),
+            "bad_request",
+        ),
+        Reply::TooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Some(json!({"error": "body over 1 MiB"})),
+            "bad_request",
+        ),
+        Reply::Error => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Some(json!({"error": "Internal server error"})),
+            "error",
+        ),
+        Reply::TimedOut => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(json!({"error": "Request timed out"})),
+            "error",
+        ),
+    };
+    let mut response = match body {
+        Some(body) => (status, Json(body)).into_response(),
+        None => status.into_response(),
+    };
+    response.extensions_mut().insert(OutcomeLabel(label));
+    response
+}
+
+/// `POST /webhooks/commercetools`.
+pub(super) async fn receive(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            tracing::warn!("webhook body over 1 MiB refused");
+            return reply(Reply::TooLarge);
+        }
+        Err(rejection) => return reply(Reply::BadRequest(rejection.body_text())),
+    };
+    let event = match decode(&body) {
+        Ok(event) => event,
+        Err(error) => {
+            tracing::warn!(%error, "webhook body refused");
+            return reply(Reply::BadRequest(error.to_string()));
+        }
+    };
+    let request_timeout = state.request_timeout;
+    // The work runs on its own task so that a client that goes away, or a timeout,
+    // does not cancel it between Segment's acknowledgement and recording it.
+    let worker = tokio::spawn(async move {
+        let _running = state.workers.clone();
+        handle(&state.deps, event).await
+    });
+    match tokio::time::timeout(request_timeout, worker).await {
+        Ok(Ok(outcome)) => reply(outcome),
+        Ok(Err(error)) => {
+            tracing::error!(%error, "webhook worker failed");
+            reply(Reply::Error)
+        }
+        Err(_) => {
+            tracing::error!(
+                timeout = ?request_timeout,
+                "webhook request timed out; the sender will deliver it again"
+            );
+            reply(Reply::TimedOut)
+        }
+    }
+}
+
+async fn handle(deps: &ServeDeps, event: WebhookEvent) -> Reply {
+    match event {
+        WebhookEvent::CustomerUpserted(customer) => deliver(deps, &customer).await,
+        WebhookEvent::CustomerChanged { id, version } => {
+            match deps.source.customer_by_id(&id).await {
+                Ok(Some(customer)) => deliver(deps, &customer).await,
+                Ok(None) => {
+                    tracing::info!(customer_id = %id, ?version, "customer no longer exists; nothing sent");
+                    Reply::Ignored
+                }
+                Err(error) => {
+                    tracing::error!(customer_id = %id, %error, "cannot read the customer from commercetools");
+                    Reply::Error
+                }
+            }
+        }
+        WebhookEvent::CustomerDeleted { id } => {
+            tracing::info!(customer_id = %id, "customer deleted in commercetools; its Segment profile is left as is");
+            Reply::Ignored
+        }
+        WebhookEvent::NotForUs { why } => {
+            tracing::info!(%why, "webhook message needs nothing");
+            Reply::Ignored
+        }
+        WebhookEvent::SnsSubscriptionConfirmation { subscribe_url } => {
+            tracing::info!(%subscribe_url, "SNS subscription confirmation: visit the SubscribeURL to confirm it");
+            Reply::SubscriptionConfirmationLogged
+        }
+    }
+}
+
+async fn deliver(deps: &ServeDeps, customer: &Customer) -> Reply {
+    let customer_id = customer.id.as_str();
+    let message = match identify(customer, deps.strategy) {
+        Ok(message) => message,
+        Err(NotSent::Skipped(reason)) => {
+            tracing::info!(customer_id, %reason, "customer skipped");
+            return Reply::Skipped(reason);
+        }
+        Err(NotSent::Rejected(error)) => return reject(deps, customer_id, error, None).await,
+    };
+    let fingerprint = message.fingerprint();
+    match deps
+        .state
+        .delivered_fingerprints(&[customer_id.to_owned()])
+        .await
+    {
+        Ok(delivered) if delivered.get(customer_id) == Some(&fingerprint) => {
+            tracing::info!(customer_id, "customer unchanged since last delivered");
+            return Reply::Unchanged;
+        }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::error!(customer_id, %error, "cannot read the delivered fingerprints");
+            return Reply::Error;
+        }
+    }
+    let pending = match deps.segment.identify(message.clone()).await {
+        Ok(pending) => pending,
+        Err(error) => {
+            tracing::error!(customer_id, %error, "Segment refused the identify");
+            return Reply::Error;
+        }
+    };
+    match pending.await {
+        Outcome::Delivered => {
+            let delivered = [Delivered {
+                customer_id,
+                fingerprint,
+            }];
+            if let Err(error) = deps.state.record_delivered(&delivered).await {
+                // Segment has it; the sender's retry re-sends the same messageId,
+                // which Segment drops as a duplicate, and records it then.
+                tracing::error!(customer_id, %error, "delivered, but cannot record the delivery");
+                return Reply::Error;
+            }
+            tracing::info!(customer_id, message_id = %message.message_id(), "customer delivered to Segment");
+            Reply::Delivered
+        }
+        Outcome::Failed(error) => {
+            tracing::error!(customer_id, %error, code = error.code(), "identify not delivered to Segment");
+            Reply::Error
+        }
+        Outcome::Rejected(error) => reject(deps, customer_id, error, Some(message)).await,
+    }
+}
+
+/// A message that can never be delivered as it is goes to the dead letters, where
+/// `dead-letters list` shows it, and is answered 2xx: the sender's retries would
+/// only be refused again.
+async fn reject(
+    deps: &ServeDeps,
+    customer_id: &str,
+    error: DeliveryError,
+    message: Option<Identify>,
+) -> Reply {
+    tracing::warn!(customer_id, %error, code = error.code(), "identify rejected; it is in the dead letters");
+    let recorded_at = OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default();
+    let fingerprint = message.as_ref().map(|m| m.fingerprint().to_hex());
+    let letter = DeadLetter::from_error(
+        customer_id,
+        DeadLetterKind::Rejected,
+        &error,
+        message.map(Identify::into_json),
+        fingerprint,
+        recorded_at,
+    );
+    if let Err(error) = deps.state.add_dead_letters(&[letter]).await {
+        tracing::error!(customer_id, %error, "cannot record the dead letter");
+        return Reply::Error;
+    }
+    Reply::Rejected(error)
+}
+
+/// `GET /healthz`: the process answers.
+pub(super) async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+/// `GET /readyz`: the state store answers a cheap read.
+pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let answer = tokio::time::timeout(READY_TIMEOUT, state.deps.state.high_water_mark()).await;
+    match answer {
+        Ok(Ok(_)) => Json(json!({"status": "ready"})).into_response(),
+        Ok(Err(error)) => {
+            tracing::error!(%error, "not ready: the state store failed");
+            not_ready()
+        }
+        Err(_) => {
+            tracing::error!("not ready: the state store did not answer in time");
+            not_ready()
+        }
+    }
+}
+
+fn not_ready() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"status": "unavailable"})),
+    )
+        .into_response()
+}

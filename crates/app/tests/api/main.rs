@@ -1,0 +1,4 @@
+//! The application's integration tests, in one binary.
+
+mod serve;
+mod serve_support;
