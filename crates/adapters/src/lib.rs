@@ -2,3 +2,6 @@
 //!
 //! Each adapter owns its client library (reqwest, rusqlite, tokio's file I/O) and
 //! translates that library's errors into its port's error at its edge.
+
+pub mod commercetools;
+pub mod file_source;
