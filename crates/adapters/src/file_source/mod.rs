@@ -1,8 +1,8 @@
 //! [`CustomerSource`] over an export (`--input`): NDJSON, a JSON array, or a
 //! query response `{"results":[…]}`, from a file or standard input.
 //!
-//! The input is read as a stream: a [`Splitter`](splitter) cuts out one record at
-//! a time and only that record is parsed, so memory stays at about one read
+//! The input is read as a stream: a splitter cuts out one record at a time and
+//! only that record is parsed, so memory stays at about one read
 //! buffer plus one record however large the export is. A record that is not a
 //! customer becomes [`SourceRecord::Malformed`] with its line or index, and the
 //! rest is read.
