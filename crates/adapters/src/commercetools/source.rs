@@ -91,6 +91,11 @@ impl CustomerSource for HttpCustomerSource {
     }
 
     async fn customer_by_id(&self, id: &str) -> Result<Option<Customer>, SourceError> {
+        // `/customers/` with no id is the query endpoint, whose answer is not a
+        // customer; no customer has a blank id.
+        if id.trim().is_empty() {
+            return Ok(None);
+        }
         let url = join(self.inner.customers_url.clone(), &[id]);
         let answer = self
             .inner
@@ -236,7 +241,11 @@ impl Client {
                         serde_json::from_slice(&answer.body).unwrap_or_default();
                     return Err(if error.error == "invalid_scope" {
                         SourceError::MissingScope {
-                            scope: self.scopes.join(" "),
+                            scope: if self.scopes.is_empty() {
+                                format!("view_customers:{}", self.project_key)
+                            } else {
+                                self.scopes.join(" ")
+                            },
                         }
                     } else {
                         SourceError::CredentialsRejected

@@ -412,6 +412,28 @@ async fn a_token_endpoint_refusal_rejects_the_credentials_without_retrying() {
 }
 
 #[tokio::test]
+async fn a_scope_the_client_lacks_is_named_when_the_token_is_refused() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "statusCode": 400, "message": "Invalid scope: manage_customers:shop",
+            "error": "invalid_scope"
+        })))
+        .mount(&server)
+        .await;
+    let mut config = config(&server);
+    config.scopes = vec!["manage_customers:shop".into()];
+    let error = source(config).customer_by_id("c1").await.unwrap_err();
+    assert_eq!(
+        error,
+        SourceError::MissingScope {
+            scope: "manage_customers:shop".into()
+        }
+    );
+}
+
+#[tokio::test]
 async fn a_403_names_the_missing_scope_and_is_not_retried() {
     let server = MockServer::start().await;
     mount_token(&server).await;
@@ -588,6 +610,12 @@ async fn a_customer_by_id_is_found_or_gone() {
     assert_eq!(found.id, "c/1 x");
     assert_eq!(found.email.as_deref(), Some("c/1 x@example.com"));
     assert_eq!(source.customer_by_id("gone").await.unwrap(), None);
+    assert_eq!(source.customer_by_id(" ").await.unwrap(), None);
+    assert_eq!(
+        requests_to(&server, "/shop/customers/").await.len(),
+        0,
+        "a blank id is not sent"
+    );
     assert_eq!(requests_to(&server, "/oauth/token").await.len(), 1);
 }
 
