@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
+use segment_sync_adapters::commercetools::region_urls;
 use segment_sync_domain::identity::UnknownStrategy;
 use segment_sync_domain::{UserIdStrategy, WriteKey, WriteKeyError};
 
@@ -127,14 +128,16 @@ impl Vars {
         let project_key = need("CTP_PROJECT_KEY");
         let client_id = need("CTP_CLIENT_ID");
         let client_secret = need("CTP_CLIENT_SECRET");
-        let region = self.get("CTP_REGION");
-        let url = |name: &str, service: &str| {
-            self.get(name)
-                .map(|url| url.trim_end_matches('/').to_owned())
-                .or_else(|| region.map(|r| format!("https://{service}.{r}.commercetools.com")))
+        let (region_auth, region_api) = match self.get("CTP_REGION") {
+            Some(region) => {
+                let (auth, api) = region_urls(region);
+                (Some(auth), Some(api))
+            }
+            None => (None, None),
         };
-        let auth_url = url("CTP_AUTH_URL", "auth");
-        let api_url = url("CTP_API_URL", "api");
+        let explicit = |name: &str| self.get(name).map(|url| url.trim_end_matches('/').to_owned());
+        let auth_url = explicit("CTP_AUTH_URL").or(region_auth);
+        let api_url = explicit("CTP_API_URL").or(region_api);
         match (&auth_url, &api_url) {
             (Some(_), Some(_)) => {}
             (None, None) => missing.push("CTP_REGION (or CTP_AUTH_URL and CTP_API_URL)".to_owned()),

@@ -1,6 +1,7 @@
 //! The `segment-sync` application: configuration, the commands, the webhook
 //! server, and the wiring of adapters to ports. `main.rs` only calls [`run`].
 
+pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -67,11 +67,20 @@ pub fn commercetools_config(vars: &Vars) -> Result<CommercetoolsConfig, ConfigEr
 pub fn customer_source(vars: &Vars, input: Option<&Path>) -> Result<Arc<dyn CustomerSource>, Failure> {
     match input {
         Some(path) if path == Path::new("-") => Ok(Arc::new(FileCustomerSource::stdin())),
-        Some(path) => Ok(Arc::new(
-            FileCustomerSource::open(path).map_err(|e| Failure::Usage(e.to_string()))?,
-        )),
-        None => Ok(Arc::new(HttpCustomerSource::new(commercetools_config(vars)?))),
+        Some(path) if !path.is_file() => Err(Failure::Usage(format!(
+            "cannot read --input {}: no such file",
+            path.display()
+        ))),
+        Some(path) => Ok(Arc::new(FileCustomerSource::from_path(path))),
+        None => api_source(vars),
     }
+}
+
+/// The commercetools API source.
+pub fn api_source(vars: &Vars) -> Result<Arc<dyn CustomerSource>, Failure> {
+    let source = HttpCustomerSource::new(commercetools_config(vars)?)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    Ok(Arc::new(source))
 }
 
 /// Where `serve` listens: the flag, else `0.0.0.0:$PORT`, else `127.0.0.1:8080`.
@@ -112,7 +121,7 @@ pub async fn serve(args: &ServeArgs, vars: &Vars) -> Result<Exit, Failure> {
     serve::install_metrics();
     let deps = ServeDeps {
         segment: segment_client(vars, write_key)?,
-        source: Arc::new(HttpCustomerSource::new(commercetools_config(vars)?)),
+        source: api_source(vars)?,
         state: state_store(&vars.state_path(args.state.state.as_deref()))?,
         strategy,
         token,

@@ -15,6 +15,8 @@ const MAX_RENEWAL_MARGIN: Duration = Duration::from_secs(60);
 #[derive(Clone)]
 pub(crate) struct CachedToken {
     pub(crate) value: SecretString,
+    /// The scopes the token grants.
+    pub(crate) scopes: Vec<String>,
     renew_at: Instant,
 }
 
@@ -25,6 +27,7 @@ impl CachedToken {
         let margin = MAX_RENEWAL_MARGIN.min(expires_in / 10);
         Self {
             value,
+            scopes: Vec::new(),
             renew_at: now + expires_in.saturating_sub(margin),
         }
     }
@@ -39,6 +42,9 @@ impl CachedToken {
 pub(crate) struct TokenResponse {
     pub(crate) access_token: String,
     pub(crate) expires_in: u64,
+    /// The scopes granted, space-separated.
+    #[serde(default)]
+    pub(crate) scope: String,
 }
 
 /// The token endpoint's error body (RFC 6749 §5.2).

@@ -37,6 +37,17 @@ impl HttpCustomerSource {
         Self::with_random(config, fastrand::f64)
     }
 
+    /// Asks the OAuth server for a new token and returns the scopes it grants,
+    /// for `segment-sync check`. The token itself is not kept.
+    pub async fn granted_scopes(&self) -> Result<Vec<String>, SourceError> {
+        Ok(self.inner.fetch_token().await?.scopes)
+    }
+
+    /// The scope a customer walk needs.
+    pub fn required_scope(&self) -> String {
+        format!("view_customers:{}", self.inner.project_key)
+    }
+
     /// A source whose retry jitter comes from `random`, which returns numbers in
     /// `[0, 1)`; tests pass a constant to make waits predictable.
     pub fn with_random(
@@ -230,11 +241,13 @@ impl Client {
                                     .to_owned(),
                             )
                         })?;
-                    return Ok(CachedToken::new(
+                    let mut cached = CachedToken::new(
                         SecretString::from(token.access_token),
                         Duration::from_secs(token.expires_in),
                         Instant::now(),
-                    ));
+                    );
+                    cached.scopes = token.scope.split_whitespace().map(str::to_owned).collect();
+                    return Ok(cached);
                 }
                 Ok(answer) if matches!(answer.status, 400 | 401) => {
                     let error: TokenErrorResponse =
