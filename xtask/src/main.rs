@@ -1,4 +1,4 @@
-//! Project chores: `cargo xtask ci`, `cargo xtask bench`.
+//! Project chores: `cargo xtask ci`, `cargo xtask bench`, `cargo xtask generate`.
 //!
 //! Each command prints what it runs before running it and stops at the first failure.
 
@@ -8,18 +8,23 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+mod bench;
+mod generate;
 #[cfg(test)]
 mod tidy;
 
-const USAGE: &str = "usage: cargo xtask <ci|bench>
-  ci     fmt --check, clippy -D warnings, the tests, rustdoc with warnings denied
-  bench  release build, then the throughput and memory benchmarks";
+const USAGE: &str = "usage: cargo xtask <ci|bench|generate>
+  ci        fmt --check, clippy -D warnings, the tests, rustdoc with warnings denied
+  bench     the criterion bench, a release build, then throughput and memory against local fakes
+  generate  --count N --out PATH [--seed S]: realistic commercetools customers as NDJSON";
 
 fn main() -> Result<()> {
-    let task = env::args().nth(1);
-    match task.as_deref() {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or_default();
+    match args.first().map(String::as_str) {
         Some("ci") => ci(),
-        Some("bench") => bench(),
+        Some("bench") => bench::command(rest),
+        Some("generate") => generate::command(rest),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -114,8 +119,4 @@ fn ci() -> Result<()> {
 
     eprintln!("ci: all green");
     Ok(())
-}
-
-fn bench() -> Result<()> {
-    bail!("no benchmarks yet")
 }
