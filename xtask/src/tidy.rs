@@ -154,3 +154,138 @@ fn the_manifest_parser_sees_an_outward_dependency() {
     );
     assert_eq!(tables["dev-dependencies"], vec!["wiremock".to_owned()]);
 }
+
+/// Every `.rs` file below `dir`, recursively.
+fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The source of the product's crates (not tests, benches or xtask).
+fn product_sources() -> Vec<(std::path::PathBuf, String)> {
+    let mut files = Vec::new();
+    for krate in ["domain", "ports", "adapters", "app"] {
+        rust_files(&workspace_root().join("crates").join(krate).join("src"), &mut files);
+    }
+    files
+        .into_iter()
+        .filter(|p| !p.components().any(|c| c.as_os_str() == "tests"))
+        .filter(|p| !p.ends_with("tests.rs"))
+        .map(|p| {
+            let text = fs::read_to_string(&p).unwrap();
+            (p, text)
+        })
+        .collect()
+}
+
+/// A message with each `{…}` placeholder written as `…`, as the guide writes it.
+fn normalise(message: &str) -> String {
+    let mut out = String::new();
+    let mut depth = 0;
+    for c in message.chars() {
+        match c {
+            '{' => {
+                if depth == 0 {
+                    out.push('…');
+                }
+                depth += 1;
+            }
+            '}' if depth > 0 => depth -= 1,
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The literal messages of `#[error("…")]` attributes, placeholders normalised;
+/// those that are only placeholders (wrappers of another error) are left out.
+fn error_messages_in_code() -> std::collections::BTreeSet<String> {
+    let mut messages = std::collections::BTreeSet::new();
+    for (_, text) in product_sources() {
+        // Attributes may be split over lines; join the text first.
+        let flat: String = text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .replace("#[error( \"", "#[error(\"");
+        let mut rest = flat.as_str();
+        while let Some(start) = rest.find("#[error(\"") {
+            rest = &rest[start + "#[error(\"".len()..];
+            let mut end = 0;
+            let bytes = rest.as_bytes();
+            while end < bytes.len() && !(bytes[end] == b'"' && (end == 0 || bytes[end - 1] != b'\\')) {
+                end += 1;
+            }
+            let message = normalise(&rest[..end].replace("\\\"", "\""));
+            if message.chars().any(char::is_alphabetic) {
+                messages.insert(message);
+            }
+            rest = &rest[end..];
+        }
+    }
+    messages
+}
+
+/// The messages the troubleshooting guide documents: the first cell of each
+/// table row, in backticks.
+fn documented_messages() -> Vec<String> {
+    let guide = fs::read_to_string(workspace_root().join("docs/troubleshooting.md"))
+        .expect("docs/troubleshooting.md exists");
+    guide
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|cell| cell.split_once("` |").map(|(message, _)| message.to_owned()))
+        .collect()
+}
+
+#[test]
+fn every_error_message_in_the_code_is_in_the_troubleshooting_guide() {
+    let documented = documented_messages();
+    let missing: Vec<String> = error_messages_in_code()
+        .into_iter()
+        .filter(|m| !documented.contains(m))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "add these messages to docs/troubleshooting.md (as | `message` | cause | fix |):\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn every_documented_message_still_exists_in_the_code() {
+    let sources: String = product_sources()
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let stale: Vec<String> = documented_messages()
+        .into_iter()
+        .filter(|message| {
+            !message
+                .split('…')
+                .filter(|fragment| !fragment.trim().is_empty())
+                .all(|fragment| sources.contains(fragment))
+        })
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "docs/troubleshooting.md documents messages the code no longer has:\n{}",
+        stale.join("\n")
+    );
+}
+
+#[test]
+fn placeholders_are_normalised_the_way_the_guide_writes_them() {
+    assert_eq!(normalise("Missing {}"), "Missing …");
+    assert_eq!(normalise("cannot open state database {path}: {reason}"), "cannot open state database …: …");
+    assert_eq!(normalise("within {0:?}"), "within …");
+}

@@ -75,7 +75,7 @@ pub enum UserIdStrategy {
 
 /// Why a strategy name was not understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown user id strategy `{0}`: expected `email` or `customer-id`")]
+#[error("unknown user id strategy \"{0}\": expected \"email\" or \"customer-id\"")]
 pub struct UnknownStrategy(pub String);
 
 impl FromStr for UserIdStrategy {
