@@ -2,3 +2,5 @@
 //!
 //! Each adapter owns its client library (reqwest, rusqlite, tokio's file I/O) and
 //! translates that library's errors into its port's error at its edge.
+
+pub mod segment;
