@@ -128,6 +128,15 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_never_shows_the_write_key() {
+        let key = WriteKey::parse(Some("sekrit-write-key")).unwrap();
+        let config = SegmentConfig::new(DEFAULT_ENDPOINT, key);
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("sekrit"), "{printed}");
+        assert!(printed.contains("api.segment.io"), "{printed}");
+    }
+
+    #[test]
     fn a_non_http_endpoint_is_refused_with_its_reason() {
         for endpoint in [
             "",

@@ -63,6 +63,7 @@ async fn one_identify_is_one_authenticated_batch_post_with_the_tracking_api_shap
     assert_eq!(body["context"]["library"]["version"], LIBRARY_VERSION);
     let stats = client.stats();
     assert_eq!((stats.requests, stats.delivered, stats.queued), (1, 1, 0));
+    assert!(!format!("{client:?}").contains(WRITE_KEY));
 }
 
 #[tokio::test]

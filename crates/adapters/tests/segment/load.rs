@@ -1,6 +1,7 @@
 //! Volume: nothing lost under faults, memory bounded under a slow server.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -82,10 +83,16 @@ async fn under_thirty_percent_faults_every_message_is_delivered_exactly_once() {
 async fn a_slow_server_makes_callers_wait_instead_of_memory_grow() {
     const CAPACITY: usize = 2_000;
     const IN_FLIGHT: usize = 2;
-    let server = ScriptedServer::start(|_| Reply::Status {
-        status: 200,
-        headers: Vec::new(),
-        delay: Duration::from_millis(20),
+    // The first answers are slow enough for any producer to fill the queue while
+    // they are awaited; the rest are merely slow.
+    let answered = AtomicUsize::new(0);
+    let server = ScriptedServer::start(move |_| {
+        let slow = answered.fetch_add(1, Ordering::SeqCst) < IN_FLIGHT;
+        Reply::Status {
+            status: 200,
+            headers: Vec::new(),
+            delay: Duration::from_millis(if slow { 500 } else { 5 }),
+        }
     })
     .await;
     let client = Arc::new(client(SegmentConfig {
