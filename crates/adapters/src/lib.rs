@@ -3,10 +3,12 @@
 //! Each adapter owns its client library (reqwest, rusqlite, tokio's file I/O) and
 //! translates that library's errors into its port's error at its edge.
 //!
+//! - [`segment`]: `SegmentClient` over Segment's HTTP Tracking API.
 //! - [`commercetools`]: `CustomerSource` over the commercetools HTTP API.
 //! - [`file_source`]: `CustomerSource` over export files and stdin, streamed.
 //! - [`sqlite_state`]: `SyncStateStore` on SQLite.
 
 pub mod commercetools;
 pub mod file_source;
+pub mod segment;
 pub mod sqlite_state;
