@@ -157,7 +157,9 @@ fn the_manifest_parser_sees_an_outward_dependency() {
 
 /// Every `.rs` file below `dir`, recursively.
 fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -172,7 +174,10 @@ fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
 fn product_sources() -> Vec<(std::path::PathBuf, String)> {
     let mut files = Vec::new();
     for krate in ["domain", "ports", "adapters", "app"] {
-        rust_files(&workspace_root().join("crates").join(krate).join("src"), &mut files);
+        rust_files(
+            &workspace_root().join("crates").join(krate).join("src"),
+            &mut files,
+        );
     }
     files
         .into_iter()
@@ -221,7 +226,9 @@ fn error_messages_in_code() -> std::collections::BTreeSet<String> {
             rest = &rest[start + "#[error(\"".len()..];
             let mut end = 0;
             let bytes = rest.as_bytes();
-            while end < bytes.len() && !(bytes[end] == b'"' && (end == 0 || bytes[end - 1] != b'\\')) {
+            while end < bytes.len()
+                && !(bytes[end] == b'"' && (end == 0 || bytes[end - 1] != b'\\'))
+            {
                 end += 1;
             }
             let message = normalise(&rest[..end].replace("\\\"", "\""));
@@ -242,7 +249,10 @@ fn documented_messages() -> Vec<String> {
     guide
         .lines()
         .filter_map(|line| line.strip_prefix("| `"))
-        .filter_map(|cell| cell.split_once("` |").map(|(message, _)| message.to_owned()))
+        .filter_map(|cell| {
+            cell.split_once("` |")
+                .map(|(message, _)| message.to_owned())
+        })
         .collect()
 }
 
@@ -286,6 +296,9 @@ fn every_documented_message_still_exists_in_the_code() {
 #[test]
 fn placeholders_are_normalised_the_way_the_guide_writes_them() {
     assert_eq!(normalise("Missing {}"), "Missing …");
-    assert_eq!(normalise("cannot open state database {path}: {reason}"), "cannot open state database …: …");
+    assert_eq!(
+        normalise("cannot open state database {path}: {reason}"),
+        "cannot open state database …: …"
+    );
     assert_eq!(normalise("within {0:?}"), "within …");
 }

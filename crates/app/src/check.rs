@@ -35,11 +35,17 @@ impl fmt::Display for CheckLine {
 }
 
 fn pass(what: impl Into<String>, detail: impl Into<String>) -> CheckLine {
-    CheckLine { what: what.into(), result: Ok(detail.into()) }
+    CheckLine {
+        what: what.into(),
+        result: Ok(detail.into()),
+    }
 }
 
 fn fail(what: impl Into<String>, fix: impl Into<String>) -> CheckLine {
-    CheckLine { what: what.into(), result: Err(fix.into()) }
+    CheckLine {
+        what: what.into(),
+        result: Err(fix.into()),
+    }
 }
 
 /// Runs every check and prints the lines; exit 0 when all pass, 1 otherwise.
@@ -51,7 +57,11 @@ pub async fn run(state: &StateArg, vars: &Vars) -> Result<Exit, Failure> {
         // A closed stdout leaves nobody to read the checklist.
         let _ = writeln!(out, "{line}");
     }
-    Ok(if lines.iter().all(|l| l.result.is_ok()) { Exit::Success } else { Exit::Partial })
+    Ok(if lines.iter().all(|l| l.result.is_ok()) {
+        Exit::Success
+    } else {
+        Exit::Partial
+    })
 }
 
 /// The checklist's lines, in order: write key, Segment endpoint, commercetools
@@ -62,11 +72,16 @@ pub async fn checklist(state: &StateArg, vars: &Vars) -> Vec<CheckLine> {
     lines.extend(commercetools_checks(vars).await);
     let path = vars.state_path(state.state.as_deref());
     let what = format!("state database {} writable", path.display());
-    lines.push(match tokio::task::spawn_blocking(move || check_writable(&path)).await {
-        Ok(Ok(())) => pass(what, ""),
-        Ok(Err(error)) => fail(what, format!("{error}; point --state or SEGMENT_SYNC_STATE at a writable file")),
-        Err(error) => fail(what, error.to_string()),
-    });
+    lines.push(
+        match tokio::task::spawn_blocking(move || check_writable(&path)).await {
+            Ok(Ok(())) => pass(what, ""),
+            Ok(Err(error)) => fail(
+                what,
+                format!("{error}; point --state or SEGMENT_SYNC_STATE at a writable file"),
+            ),
+            Err(error) => fail(what, error.to_string()),
+        },
+    );
     lines
 }
 
@@ -87,7 +102,12 @@ async fn segment_checks(vars: &Vars) -> Vec<CheckLine> {
     let what = format!("Segment endpoint {endpoint} reachable");
     let config = match segment_config(vars, write_key) {
         Ok(config) => config,
-        Err(error) => return vec![pass("SEGMENT_WRITE_KEY set", ""), fail(what, error.to_string())],
+        Err(error) => {
+            return vec![
+                pass("SEGMENT_WRITE_KEY set", ""),
+                fail(what, error.to_string()),
+            ]
+        }
     };
     let reached = match probe(&config).await {
         Ok(()) => pass(what, "write key accepted"),
@@ -114,14 +134,22 @@ async fn commercetools_checks(vars: &Vars) -> Vec<CheckLine> {
         }
         Err(error) => {
             return vec![
-                fail(token_what, format!("{error} (not needed when you only sync from export files)")),
+                fail(
+                    token_what,
+                    format!("{error} (not needed when you only sync from export files)"),
+                ),
                 fail(page_what, "needs the commercetools configuration first"),
             ]
         }
     };
     let source = match HttpCustomerSource::new(config) {
         Ok(source) => source,
-        Err(error) => return vec![fail(token_what, error.to_string()), fail(page_what, "needs a valid configuration")],
+        Err(error) => {
+            return vec![
+                fail(token_what, error.to_string()),
+                fail(page_what, "needs a valid configuration"),
+            ]
+        }
     };
     let needed = source.required_scope();
     let project = needed.trim_start_matches("view_customers:").to_owned();
@@ -153,7 +181,10 @@ async fn commercetools_checks(vars: &Vars) -> Vec<CheckLine> {
 
 async fn first_page(source: &HttpCustomerSource) -> Result<usize, SourceError> {
     let mut pages = source.customers(CustomerQuery::All).await?;
-    Ok(pages.next_page().await?.map_or(0, |page| page.records.len()))
+    Ok(pages
+        .next_page()
+        .await?
+        .map_or(0, |page| page.records.len()))
 }
 
 fn source_fix(error: &SourceError) -> String {

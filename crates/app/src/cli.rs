@@ -130,17 +130,27 @@ mod tests {
     #[test]
     fn since_must_be_rfc3339() {
         assert!(Cli::try_parse_from(["segment-sync", "sync", "--since", "yesterday"]).is_err());
-        let cli =
-            Cli::try_parse_from(["segment-sync", "sync", "--since", "2024-05-01T00:00:00+02:00"])
-                .unwrap();
-        let Command::Sync(args) = cli.command else { panic!("not sync") };
+        let cli = Cli::try_parse_from([
+            "segment-sync",
+            "sync",
+            "--since",
+            "2024-05-01T00:00:00+02:00",
+        ])
+        .unwrap();
+        let Command::Sync(args) = cli.command else {
+            panic!("not sync")
+        };
         assert_eq!(args.since.unwrap().unix_timestamp(), 1_714_514_400);
     }
 
     #[test]
     fn full_and_since_exclude_each_other() {
         assert!(Cli::try_parse_from([
-            "segment-sync", "sync", "--full", "--since", "2024-05-01T00:00:00Z"
+            "segment-sync",
+            "sync",
+            "--full",
+            "--since",
+            "2024-05-01T00:00:00Z"
         ])
         .is_err());
     }

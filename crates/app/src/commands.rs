@@ -31,7 +31,9 @@ pub async fn sync(args: &SyncArgs, vars: &Vars) -> Result<Exit, Failure> {
     let strategy = vars.user_id_strategy()?;
     if args.dry_run {
         let source = wiring::customer_source(vars, args.input.as_deref())?;
-        let query = args.since.map_or(CustomerQuery::All, CustomerQuery::ChangedSince);
+        let query = args
+            .since
+            .map_or(CustomerQuery::All, CustomerQuery::ChangedSince);
         return dry_run(source.as_ref(), query, strategy).await;
     }
     let write_key = vars.write_key()?;
@@ -58,7 +60,12 @@ pub async fn sync(args: &SyncArgs, vars: &Vars) -> Result<Exit, Failure> {
             (CustomerQuery::ChangedSince(from), Some(mark)) => from <= mark,
             (CustomerQuery::ChangedSince(_), None) => false,
         };
-    tracing::info!(?query, full = args.full, source = if from_api { "api" } else { "file" }, "sync starting");
+    tracing::info!(
+        ?query,
+        full = args.full,
+        source = if from_api { "api" } else { "file" },
+        "sync starting"
+    );
 
     let run_id = state.start_run("sync", started_at).await.map_err(fatal)?;
     let live = Arc::new(LiveCounts::default());
@@ -86,18 +93,32 @@ pub async fn sync(args: &SyncArgs, vars: &Vars) -> Result<Exit, Failure> {
         state.set_high_water_mark(started_at).await.map_err(fatal)?;
     }
     finish(state.as_ref(), run_id, &report).await?;
-    summary(&report.counts, elapsed, args.json, &mut std::io::stdout().lock());
+    summary(
+        &report.counts,
+        elapsed,
+        args.json,
+        &mut std::io::stdout().lock(),
+    );
     exit_for(&report)
 }
 
-async fn finish(state: &dyn SyncStateStore, run_id: i64, report: &PipelineReport) -> Result<(), Failure> {
+async fn finish(
+    state: &dyn SyncStateStore,
+    run_id: i64,
+    report: &PipelineReport,
+) -> Result<(), Failure> {
     let status = match (&report.abort, report.counts.all_accounted_for()) {
         (Some(_), _) => RunStatus::Aborted,
         (None, true) => RunStatus::Succeeded,
         (None, false) => RunStatus::CompletedWithErrors,
     };
     state
-        .finish_run(run_id, status, report.counts, report.abort.as_ref().map(ToString::to_string))
+        .finish_run(
+            run_id,
+            status,
+            report.counts,
+            report.abort.as_ref().map(ToString::to_string),
+        )
         .await
         .map_err(fatal)
 }
@@ -171,7 +192,11 @@ async fn dry_run(
     drop(out);
     // stdout holds the payloads, so the summary goes to stderr only.
     summary(&counts, clock.elapsed(), false, &mut std::io::sink());
-    Ok(if counts.all_accounted_for() { Exit::Success } else { Exit::Partial })
+    Ok(if counts.all_accounted_for() {
+        Exit::Success
+    } else {
+        Exit::Partial
+    })
 }
 
 /// `segment-sync dead-letters list`.
@@ -203,11 +228,18 @@ pub async fn dead_letters_list(json: bool, state_path: &Path) -> Result<Exit, Fa
 }
 
 /// `segment-sync dead-letters replay`.
-pub async fn dead_letters_replay(json: bool, state: &StateArg, vars: &Vars) -> Result<Exit, Failure> {
+pub async fn dead_letters_replay(
+    json: bool,
+    state: &StateArg,
+    vars: &Vars,
+) -> Result<Exit, Failure> {
     let write_key = vars.write_key()?;
     let state = wiring::state_store(&vars.state_path(state.state.as_deref()))?;
     let segment = wiring::segment_client(vars, write_key)?;
-    let run_id = state.start_run("replay", OffsetDateTime::now_utc()).await.map_err(fatal)?;
+    let run_id = state
+        .start_run("replay", OffsetDateTime::now_utc())
+        .await
+        .map_err(fatal)?;
     let clock = Instant::now();
     let live = Arc::new(LiveCounts::default());
     let report = pipeline::replay(&segment, &state, live, DRAIN_TIMEOUT).await;
@@ -215,7 +247,12 @@ pub async fn dead_letters_replay(json: bool, state: &StateArg, vars: &Vars) -> R
         tracing::warn!(%error, "Segment client did not close cleanly");
     }
     finish(state.as_ref(), run_id, &report).await?;
-    summary(&report.counts, clock.elapsed(), json, &mut std::io::stdout().lock());
+    summary(
+        &report.counts,
+        clock.elapsed(),
+        json,
+        &mut std::io::stdout().lock(),
+    );
     exit_for(&report)
 }
 
@@ -246,7 +283,10 @@ pub async fn runs(args: &RunsArgs, vars: &Vars) -> Result<Exit, Failure> {
                 c.skipped,
                 c.rejected,
                 c.failed,
-                run.error.as_ref().map(|e| format!(" error={e}")).unwrap_or_default()
+                run.error
+                    .as_ref()
+                    .map(|e| format!(" error={e}"))
+                    .unwrap_or_default()
             )
             .context("cannot write to stdout")?;
         }

@@ -135,7 +135,10 @@ impl Vars {
             }
             None => (None, None),
         };
-        let explicit = |name: &str| self.get(name).map(|url| url.trim_end_matches('/').to_owned());
+        let explicit = |name: &str| {
+            self.get(name)
+                .map(|url| url.trim_end_matches('/').to_owned())
+        };
         let auth_url = explicit("CTP_AUTH_URL").or(region_auth);
         let api_url = explicit("CTP_API_URL").or(region_api);
         match (&auth_url, &api_url) {
@@ -191,9 +194,15 @@ mod tests {
     #[test]
     fn write_key_errors_are_the_contract_lines() {
         let none = Vars::from_pairs([]);
-        assert_eq!(none.write_key().unwrap_err().to_string(), "Missing SEGMENT_WRITE_KEY");
+        assert_eq!(
+            none.write_key().unwrap_err().to_string(),
+            "Missing SEGMENT_WRITE_KEY"
+        );
         let empty = Vars::from_pairs([("SEGMENT_WRITE_KEY", "")]);
-        assert_eq!(empty.write_key().unwrap_err().to_string(), "Missing SEGMENT_WRITE_KEY");
+        assert_eq!(
+            empty.write_key().unwrap_err().to_string(),
+            "Missing SEGMENT_WRITE_KEY"
+        );
         let blank = Vars::from_pairs([("SEGMENT_WRITE_KEY", "  ")]);
         assert_eq!(
             blank.write_key().unwrap_err().to_string(),
@@ -221,9 +230,15 @@ mod tests {
             ("CTP_SCOPES", "view_customers:shop, manage_project:shop"),
         ]);
         let settings = vars.commercetools().unwrap();
-        assert_eq!(settings.auth_url, "https://auth.europe-west1.gcp.commercetools.com");
+        assert_eq!(
+            settings.auth_url,
+            "https://auth.europe-west1.gcp.commercetools.com"
+        );
         assert_eq!(settings.api_url, "http://127.0.0.1:9");
-        assert_eq!(settings.scopes, ["view_customers:shop", "manage_project:shop"]);
+        assert_eq!(
+            settings.scopes,
+            ["view_customers:shop", "manage_project:shop"]
+        );
         assert!(!format!("{settings:?}").contains("secret\""));
     }
 

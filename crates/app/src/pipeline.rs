@@ -209,14 +209,26 @@ async fn read_and_send(
                     Err(NotSent::Skipped(_)) => LiveCounts::add(&live.skipped, 1),
                     Err(NotSent::Rejected(error)) => {
                         LiveCounts::add(&live.rejected, 1);
-                        letters.push(dead_letter(&customer.id, DeadLetterKind::Rejected, &error, None, None));
+                        letters.push(dead_letter(
+                            &customer.id,
+                            DeadLetterKind::Rejected,
+                            &error,
+                            None,
+                            None,
+                        ));
                     }
                 },
                 SourceRecord::Malformed { position, reason } => {
                     LiveCounts::add(&live.rejected, 1);
                     letters.push(DeadLetter {
                         reason: format!("Invalid payload: {reason}"),
-                        ..dead_letter(&position, DeadLetterKind::Rejected, &DeliveryError::InvalidPayload, None, None)
+                        ..dead_letter(
+                            &position,
+                            DeadLetterKind::Rejected,
+                            &DeliveryError::InvalidPayload,
+                            None,
+                            None,
+                        )
                     });
                 }
             }
@@ -243,7 +255,12 @@ async fn read_and_send(
                 },
                 () = interrupted(interrupt) => return Err(Abort::Interrupted),
             };
-            let sent = Sent { customer_id, fingerprint, payload, outcome };
+            let sent = Sent {
+                customer_id,
+                fingerprint,
+                payload,
+                outcome,
+            };
             if sent_tx.send(sent).await.is_err() {
                 // The recorder stopped on a state error; it reports it.
                 return Ok(());
@@ -268,7 +285,10 @@ async fn drop_unchanged(
     if messages.is_empty() {
         return Ok(messages);
     }
-    let ids: Vec<String> = messages.iter().map(|m| m.customer_id().to_owned()).collect();
+    let ids: Vec<String> = messages
+        .iter()
+        .map(|m| m.customer_id().to_owned())
+        .collect();
     let known = state.delivered_fingerprints(&ids).await?;
     let before = messages.len();
     let changed: Vec<Identify> = messages
@@ -305,9 +325,15 @@ pub async fn replay(
     live: Arc<LiveCounts>,
     drain_timeout: Duration,
 ) -> PipelineReport {
-    drive(segment, state, live, drain_timeout, |sent_tx, live, _fatal| async move {
-        replay_letters(segment.as_ref(), state.as_ref(), &live, &sent_tx).await
-    })
+    drive(
+        segment,
+        state,
+        live,
+        drain_timeout,
+        |sent_tx, live, _fatal| async move {
+            replay_letters(segment.as_ref(), state.as_ref(), &live, &sent_tx).await
+        },
+    )
     .await
 }
 
@@ -328,7 +354,13 @@ async fn replay_letters(
             Ok(message) => message,
             Err(NotSent::Rejected(error)) => {
                 LiveCounts::add(&live.rejected, 1);
-                unusable.push(dead_letter(&letter.customer_id, DeadLetterKind::Rejected, &error, None, None));
+                unusable.push(dead_letter(
+                    &letter.customer_id,
+                    DeadLetterKind::Rejected,
+                    &error,
+                    None,
+                    None,
+                ));
                 continue;
             }
             Err(NotSent::Skipped(_)) => continue,
@@ -341,7 +373,16 @@ async fn replay_letters(
             Err(SegmentError::InvalidWriteKey) => return Err(Abort::InvalidWriteKey),
             Err(other) => return Err(Abort::Segment(other)),
         };
-        if sent_tx.send(Sent { customer_id, fingerprint, payload, outcome }).await.is_err() {
+        if sent_tx
+            .send(Sent {
+                customer_id,
+                fingerprint,
+                payload,
+                outcome,
+            })
+            .await
+            .is_err()
+        {
             break;
         }
     }
@@ -415,11 +456,23 @@ async fn record_outcomes(
             }
             Outcome::Rejected(error) => {
                 LiveCounts::add(&live.rejected, 1);
-                letters.push(dead_letter(&sent.customer_id, DeadLetterKind::Rejected, &error, Some(sent.payload), Some(sent.fingerprint)));
+                letters.push(dead_letter(
+                    &sent.customer_id,
+                    DeadLetterKind::Rejected,
+                    &error,
+                    Some(sent.payload),
+                    Some(sent.fingerprint),
+                ));
             }
             Outcome::Failed(error) => {
                 LiveCounts::add(&live.failed, 1);
-                letters.push(dead_letter(&sent.customer_id, DeadLetterKind::Failed, &error, Some(sent.payload), Some(sent.fingerprint)));
+                letters.push(dead_letter(
+                    &sent.customer_id,
+                    DeadLetterKind::Failed,
+                    &error,
+                    Some(sent.payload),
+                    Some(sent.fingerprint),
+                ));
             }
         }
         if delivered.len() >= RECORD_CHUNK || letters.len() >= RECORD_CHUNK {

@@ -24,7 +24,9 @@ pub fn state_store(path: &Path) -> Result<Arc<dyn SyncStateStore>, Failure> {
 
 /// The Segment client for the configured endpoint.
 pub fn segment_client(vars: &Vars, write_key: WriteKey) -> Result<Arc<dyn SegmentClient>, Failure> {
-    Ok(Arc::new(HttpSegmentClient::new(segment_config(vars, write_key)?)))
+    let client = HttpSegmentClient::new(segment_config(vars, write_key)?)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    Ok(Arc::new(client))
 }
 
 /// The Segment client's settings: the endpoint and the tuning variables.
@@ -43,10 +45,14 @@ pub fn segment_config(vars: &Vars, write_key: WriteKey) -> Result<SegmentConfig,
 }
 
 fn parse_number<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError> {
-    value.parse().ok().filter(|_| value != "0").ok_or(ConfigError::Invalid {
-        name,
-        reason: format!("`{value}` is not a positive whole number"),
-    })
+    value
+        .parse()
+        .ok()
+        .filter(|_| value != "0")
+        .ok_or(ConfigError::Invalid {
+            name,
+            reason: format!("`{value}` is not a positive whole number"),
+        })
 }
 
 /// The commercetools API source's settings.
@@ -64,7 +70,10 @@ pub fn commercetools_config(vars: &Vars) -> Result<CommercetoolsConfig, ConfigEr
 }
 
 /// Customers from `--input` when given, else from the commercetools API.
-pub fn customer_source(vars: &Vars, input: Option<&Path>) -> Result<Arc<dyn CustomerSource>, Failure> {
+pub fn customer_source(
+    vars: &Vars,
+    input: Option<&Path>,
+) -> Result<Arc<dyn CustomerSource>, Failure> {
     match input {
         Some(path) if path == Path::new("-") => Ok(Arc::new(FileCustomerSource::stdin())),
         Some(path) if !path.is_file() => Err(Failure::Usage(format!(

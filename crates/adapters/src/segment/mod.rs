@@ -11,9 +11,11 @@
 
 mod client;
 mod config;
+mod probe;
 mod sender;
 mod stats;
 
 pub use client::HttpSegmentClient;
 pub use config::{SegmentConfig, SegmentSetupError, DEFAULT_ENDPOINT};
+pub use probe::probe;
 pub use stats::SegmentStats;

@@ -63,7 +63,7 @@ impl Shared {
 }
 
 /// How one request (with its retries) ended.
-enum Sent {
+pub(crate) enum Sent {
     Delivered,
     BadRequest(Option<String>),
     Failed(DeliveryError),
@@ -187,7 +187,7 @@ impl BatchSender {
     }
 
     /// Posts one body, retrying by the policy.
-    async fn send(&self, part: &[Queued]) -> Sent {
+    pub(crate) async fn send(&self, part: &[Queued]) -> Sent {
         let started = Instant::now();
         let mut attempts: u32 = 0;
         loop {

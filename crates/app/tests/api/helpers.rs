@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Query, State};
-use base64::Engine as _;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use base64::Engine as _;
 use serde_json::{json, Value};
 
 pub const WRITE_KEY: &str = "test-write-key";
@@ -137,7 +137,11 @@ async fn segment_batch(
                 return (StatusCode::INTERNAL_SERVER_ERROR, "flaky").into_response();
             }
             if roll < share {
-                return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0")], "slow down")
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [("retry-after", "0")],
+                    "slow down",
+                )
                     .into_response();
             }
         }
@@ -202,14 +206,21 @@ async fn query_customers(
     State(customers): State<Arc<Mutex<Vec<Value>>>>,
     Query(params): Query<HashMap<String, String>>,
 ) -> impl IntoResponse {
-    let limit: usize = params.get("limit").and_then(|l| l.parse().ok()).unwrap_or(20);
+    let limit: usize = params
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(20);
     let predicate = params.get("where").cloned().unwrap_or_default();
     let after = quoted_after(&predicate, "id > ");
     let since = quoted_after(&predicate, "lastModifiedAt >= ");
     let customers = customers.lock().unwrap();
     let results: Vec<Value> = customers
         .iter()
-        .filter(|c| after.as_deref().is_none_or(|a| c["id"].as_str().unwrap_or("") > a))
+        .filter(|c| {
+            after
+                .as_deref()
+                .is_none_or(|a| c["id"].as_str().unwrap_or("") > a)
+        })
         .filter(|c| {
             since
                 .as_deref()
@@ -314,7 +325,10 @@ impl App {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", std::env::var("TEST_LOG").map_or("warn".into(), |_| "debug".into()))
+            .env(
+                "RUST_LOG",
+                if std::env::var_os("TEST_LOG").is_some() { "debug" } else { "warn" },
+            )
             .stdin(Stdio::null());
         for (name, value) in &self.env {
             command.env(name, value);
@@ -342,7 +356,10 @@ pub fn stderr(output: &Output) -> String {
 /// The `--json` summary: the last stdout line.
 pub fn summary(output: &Output) -> Value {
     let text = stdout(output);
-    let line = text.lines().last().unwrap_or_else(|| panic!("no stdout; stderr: {}", stderr(output)));
+    let line = text
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no stdout; stderr: {}", stderr(output)));
     serde_json::from_str(line).unwrap_or_else(|e| panic!("summary is not JSON ({e}): {line}"))
 }
 

@@ -1,4 +1,6 @@
 //! The application's integration tests, in one binary.
 
+mod helpers;
 mod serve;
 mod serve_support;
+mod sync;

@@ -43,7 +43,10 @@ async fn dry_run_prints_one_payload_per_valid_customer_without_a_write_key() {
             .is_ok()
         })
         .collect();
-    assert!(valid.len() >= 20, "the sample has a few dozen valid customers");
+    assert!(
+        valid.len() >= 20,
+        "the sample has a few dozen valid customers"
+    );
     assert_eq!(lines.len(), valid.len(), "stderr: {}", stderr(&output));
     for line in &lines {
         assert_eq!(line["type"], "identify");
@@ -91,7 +94,14 @@ async fn a_dot_env_file_supplies_what_the_environment_does_not() {
 
 #[tokio::test]
 async fn backfill_then_incremental_runs_send_only_what_changed() {
-    let customers: Vec<Value> = (0..10_000).map(|i| customer(i, 7)).collect();
+    // Modified just now: inside the next run's look-back window.
+    let customers: Vec<Value> = (0..10_000)
+        .map(|i| {
+            let mut c = customer(i, 7);
+            c["lastModifiedAt"] = json!(now_rfc3339());
+            c
+        })
+        .collect();
     let with_email = emails_of(&customers);
     let segment = FakeSegment::start(SegmentMode::Accept).await;
     let ctp = FakeCommercetools::start(customers.clone()).await;
@@ -110,10 +120,13 @@ async fn backfill_then_incremental_runs_send_only_what_changed() {
     assert_eq!(sum, 10_000);
     let by_user = segment.deliveries_by_user();
     assert_eq!(by_user.len(), with_email.len());
-    assert!(by_user.values().all(|n| *n == 1), "each customer exactly once");
+    assert!(
+        by_user.values().all(|n| *n == 1),
+        "each customer exactly once"
+    );
     assert_eq!(by_user.keys().cloned().collect::<HashSet<_>>(), with_email);
 
-    // Nothing changed: the lookback window re-reads everyone, and nothing is sent.
+    // Nothing changed: the look-back window re-reads everyone, and nothing is sent.
     let second = app.run(&["sync", "--json"]).await;
     assert_eq!(second.status.code(), Some(0), "stderr: {}", stderr(&second));
     let counts = summary(&second);
@@ -122,14 +135,18 @@ async fn backfill_then_incremental_runs_send_only_what_changed() {
     assert_eq!(segment.message_count(), with_email.len());
 
     for i in (1..=10).map(|k| k * 3) {
-        ctp.update(&format!("cust-{i:08}"), |c| c["firstName"] = json!("Changed"));
+        ctp.update(&format!("cust-{i:08}"), |c| {
+            c["firstName"] = json!("Changed")
+        });
     }
     let third = app.run(&["sync", "--json"]).await;
     assert_eq!(third.status.code(), Some(0), "stderr: {}", stderr(&third));
     assert_eq!(summary(&third)["sent"], 10);
     let changed: Vec<Value> = segment.messages()[with_email.len()..].to_vec();
     assert_eq!(changed.len(), 10);
-    assert!(changed.iter().all(|m| m["traits"]["firstName"] == "Changed"));
+    assert!(changed
+        .iter()
+        .all(|m| m["traits"]["firstName"] == "Changed"));
 
     let runs = app.run(&["runs", "--json"]).await;
     let runs: Value = serde_json::from_str(&stdout(&runs)).unwrap();
@@ -172,7 +189,8 @@ async fn failures_go_to_dead_letters_and_replay_delivers_them() {
     assert_eq!(letters[0]["code"], "max_retries_exceeded");
     assert_eq!(letters[0]["reason"], "Max retries exceeded");
 
-    let store = segment_sync_adapters::sqlite_state::SqliteStateStore::open(&app.state_path()).unwrap();
+    let store =
+        segment_sync_adapters::sqlite_state::SqliteStateStore::open(&app.state_path()).unwrap();
     use segment_sync_ports::SyncStateStore as _;
     assert_eq!(store.high_water_mark().await.unwrap(), None, "mark unmoved");
 
@@ -182,18 +200,33 @@ async fn failures_go_to_dead_letters_and_replay_delivers_them() {
     assert_eq!(summary(&replay)["sent"], 50);
     assert_eq!(segment.deliveries_by_user().len(), 50);
     let letters = app.run(&["dead-letters", "list", "--json"]).await;
-    assert_eq!(serde_json::from_str::<Value>(&stdout(&letters)).unwrap(), json!([]));
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout(&letters)).unwrap(),
+        json!([])
+    );
 }
 
 #[tokio::test]
 async fn an_invalid_write_key_aborts_with_exit_3() {
     let segment = FakeSegment::start(SegmentMode::Unauthorized).await;
     let app = App::new().with_fakes(&segment, None);
-    let input = app.write_file("in.ndjson", &ndjson(&(0..20).map(|i| customer(i, 0)).collect::<Vec<_>>()));
-    let output = app.run(&["sync", "--input", input.to_str().unwrap(), "--json"]).await;
+    let input = app.write_file(
+        "in.ndjson",
+        &ndjson(&(0..20).map(|i| customer(i, 0)).collect::<Vec<_>>()),
+    );
+    let output = app
+        .run(&["sync", "--input", input.to_str().unwrap(), "--json"])
+        .await;
     assert_eq!(output.status.code(), Some(3), "stderr: {}", stderr(&output));
-    assert!(stderr(&output).lines().any(|l| l == "Invalid write key"), "stderr: {}", stderr(&output));
-    assert!(!stderr(&output).contains(WRITE_KEY), "the key never reaches a log");
+    assert!(
+        stderr(&output).lines().any(|l| l == "Invalid write key"),
+        "stderr: {}",
+        stderr(&output)
+    );
+    assert!(
+        !stderr(&output).contains(WRITE_KEY),
+        "the key never reaches a log"
+    );
     assert_eq!(segment.message_count(), 0);
 }
 
@@ -204,7 +237,9 @@ async fn an_oversize_customer_is_rejected_and_the_rest_delivered() {
     let segment = FakeSegment::start(SegmentMode::Accept).await;
     let app = App::new().with_fakes(&segment, None);
     let input = app.write_file("in.ndjson", &ndjson(&customers));
-    let output = app.run(&["sync", "--input", input.to_str().unwrap(), "--json"]).await;
+    let output = app
+        .run(&["sync", "--input", input.to_str().unwrap(), "--json"])
+        .await;
     assert_eq!(output.status.code(), Some(1), "stderr: {}", stderr(&output));
     let counts = summary(&output);
     assert_eq!(counts["rejected"], 1);
@@ -233,7 +268,8 @@ async fn a_killed_sync_loses_nothing_and_resends_only_what_was_unrecorded() {
     let acknowledged_before_kill = segment.message_count();
     assert!(acknowledged_before_kill < 50_000, "killed before the end");
 
-    let store = segment_sync_adapters::sqlite_state::SqliteStateStore::open(&app.state_path()).unwrap();
+    let store =
+        segment_sync_adapters::sqlite_state::SqliteStateStore::open(&app.state_path()).unwrap();
     use segment_sync_ports::SyncStateStore as _;
     let ids: Vec<String> = (0..50_000).map(|i| format!("cust-{i:08}")).collect();
     let recorded: HashSet<String> = store
@@ -242,14 +278,21 @@ async fn a_killed_sync_loses_nothing_and_resends_only_what_was_unrecorded() {
         .unwrap()
         .into_keys()
         .collect();
-    assert!(!recorded.is_empty(), "deliveries were recorded before the kill");
+    assert!(
+        !recorded.is_empty(),
+        "deliveries were recorded before the kill"
+    );
     drop(store);
 
     segment.set_mode(SegmentMode::Accept);
     let before_rerun = segment.message_count();
     let rerun = app.run(&["sync", "--json"]).await;
     assert_eq!(rerun.status.code(), Some(0), "stderr: {}", stderr(&rerun));
-    assert_eq!(segment.deliveries_by_user().len(), 50_000, "every customer in Segment");
+    assert_eq!(
+        segment.deliveries_by_user().len(),
+        50_000,
+        "every customer in Segment"
+    );
     let resent: Vec<String> = segment.messages()[before_rerun..]
         .iter()
         .map(|m| m["traits"]["commercetoolsId"].as_str().unwrap().to_owned())
