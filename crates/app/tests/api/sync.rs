@@ -134,7 +134,7 @@ async fn backfill_then_incremental_runs_send_only_what_changed() {
     assert_eq!(counts["unchanged"], with_email.len());
     assert_eq!(segment.message_count(), with_email.len());
 
-    for i in (1..=10).map(|k| k * 3) {
+    for i in [1, 2, 3, 4, 5, 6, 8, 9, 10, 11] {
         ctp.update(&format!("cust-{i:08}"), |c| {
             c["firstName"] = json!("Changed")
         });
