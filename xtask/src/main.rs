@@ -18,7 +18,17 @@ const USAGE: &str = "usage: cargo xtask <ci|bench|generate>
   bench     the criterion bench, a release build, then throughput and memory against local fakes
   generate  --count N --out PATH [--seed S]: realistic commercetools customers as NDJSON";
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    match run_task() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_task() -> Result<()> {
     let args: Vec<String> = env::args().skip(1).collect();
     let rest = args.get(1..).unwrap_or_default();
     match args.first().map(String::as_str) {

@@ -45,3 +45,8 @@ pub use identity::{Email, EmailError, MessageId, UserId, UserIdStrategy, WriteKe
 pub const LIBRARY_NAME: &str = "segment-sync";
 /// The library version reported in `context.library`: this crate's version.
 pub const LIBRARY_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The examples of `docs/api.md`, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/api.md")]
+pub struct ApiGuideExamples;

@@ -160,24 +160,53 @@ async fn segment_batch(
     (StatusCode::OK, Json(json!({"success": true}))).into_response()
 }
 
+/// How the fake commercetools answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CtpMode {
+    /// Tokens with `view_customers`, customers served.
+    Healthy,
+    /// The token endpoint refuses the client credentials.
+    BadCredentials,
+    /// Tokens without `view_customers`; the customers query answers 403.
+    MissingScope,
+}
+
+#[derive(Clone)]
+struct CtpState {
+    customers: Arc<Mutex<Vec<Value>>>,
+    mode: Arc<Mutex<CtpMode>>,
+}
+
 /// A fake commercetools: OAuth token endpoint and the customers query.
 #[derive(Clone)]
 pub struct FakeCommercetools {
     pub url: String,
     customers: Arc<Mutex<Vec<Value>>>,
+    mode: Arc<Mutex<CtpMode>>,
 }
 
 impl FakeCommercetools {
     /// Serves these customers, which are kept sorted by id.
     pub async fn start(mut customers: Vec<Value>) -> Self {
         customers.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
-        let customers = Arc::new(Mutex::new(customers));
+        let state = CtpState {
+            customers: Arc::new(Mutex::new(customers)),
+            mode: Arc::new(Mutex::new(CtpMode::Healthy)),
+        };
         let router = Router::new()
             .route("/oauth/token", post(token))
             .route(&format!("/{PROJECT}/customers"), get(query_customers))
-            .with_state(Arc::clone(&customers));
+            .with_state(state.clone());
         let url = spawn(router).await;
-        Self { url, customers }
+        Self {
+            url,
+            customers: state.customers,
+            mode: state.mode,
+        }
+    }
+
+    pub fn set_mode(&self, mode: CtpMode) {
+        *self.mode.lock().unwrap() = mode;
     }
 
     /// Changes a customer in place (bumping version and lastModifiedAt).
@@ -193,19 +222,39 @@ impl FakeCommercetools {
     }
 }
 
-async fn token() -> impl IntoResponse {
+async fn token(State(state): State<CtpState>) -> axum::response::Response {
+    let scope = match *state.mode.lock().unwrap() {
+        CtpMode::BadCredentials => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"statusCode": 401, "error": "invalid_client"})),
+            )
+                .into_response()
+        }
+        CtpMode::MissingScope => format!("view_orders:{PROJECT}"),
+        CtpMode::Healthy => format!("view_customers:{PROJECT}"),
+    };
     Json(json!({
         "access_token": "fake-token",
         "token_type": "Bearer",
         "expires_in": 172800,
-        "scope": format!("view_customers:{PROJECT}"),
+        "scope": scope,
     }))
+    .into_response()
 }
 
 async fn query_customers(
-    State(customers): State<Arc<Mutex<Vec<Value>>>>,
+    State(state): State<CtpState>,
     Query(params): Query<HashMap<String, String>>,
-) -> impl IntoResponse {
+) -> axum::response::Response {
+    if *state.mode.lock().unwrap() == CtpMode::MissingScope {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"statusCode": 403, "message": "Insufficient scope"})),
+        )
+            .into_response();
+    }
+    let customers = &state.customers;
     let limit: usize = params
         .get("limit")
         .and_then(|l| l.parse().ok())
@@ -235,6 +284,7 @@ async fn query_customers(
         "count": results.len(),
         "results": results,
     }))
+    .into_response()
 }
 
 fn quoted_after(predicate: &str, prefix: &str) -> Option<String> {
@@ -327,7 +377,11 @@ impl App {
             .env("LOG_FORMAT", "json")
             .env(
                 "RUST_LOG",
-                if std::env::var_os("TEST_LOG").is_some() { "debug" } else { "warn" },
+                if std::env::var_os("TEST_LOG").is_some() {
+                    "debug"
+                } else {
+                    "warn"
+                },
             )
             .stdin(Stdio::null());
         for (name, value) in &self.env {
