@@ -22,7 +22,11 @@ async fn all_good_prints_only_ticks_and_exits_0() {
     let output = app.run(&["check"]).await;
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(0), "{text}{}", stderr(&output));
-    assert_eq!(text.lines().filter(|l| l.starts_with('✓')).count(), 5, "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with('✓')).count(),
+        5,
+        "{text}"
+    );
     assert!(!text.contains('✗'));
     assert_eq!(segment.message_count(), 0, "check sends no customer");
 }
@@ -85,9 +89,18 @@ async fn bad_commercetools_credentials_are_a_cross() {
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(1));
     line_starting(&text, "✗", "commercetools token");
-    assert!(text.contains("commercetools credentials rejected"), "{text}");
-    assert!(text.contains("CTP_CLIENT_SECRET"), "the fix names the variables: {text}");
-    assert!(!text.contains("client-secret-value"), "the secret is never printed");
+    assert!(
+        text.contains("commercetools credentials rejected"),
+        "{text}"
+    );
+    assert!(
+        text.contains("CTP_CLIENT_SECRET"),
+        "the fix names the variables: {text}"
+    );
+    assert!(
+        !text.contains("client-secret-value"),
+        "the secret is never printed"
+    );
 }
 
 #[tokio::test]
@@ -99,16 +112,17 @@ async fn a_missing_scope_is_a_cross_naming_it() {
     assert_eq!(output.status.code(), Some(1));
     line_starting(&text, "✗", "commercetools token");
     line_starting(&text, "✗", "customer page");
-    assert!(text.contains(&format!("view_customers:{PROJECT}")), "{text}");
+    assert!(
+        text.contains(&format!("view_customers:{PROJECT}")),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn a_state_path_that_is_not_writable_is_a_cross() {
     let (_segment, _ctp, app) = healthy().await;
     // Root can write anywhere, so use a path whose directory does not exist.
-    let output = app
-        .run(&["check", "--state", "no/such/dir/state.db"])
-        .await;
+    let output = app.run(&["check", "--state", "no/such/dir/state.db"]).await;
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(1));
     line_starting(&text, "✗", "state database");

@@ -40,8 +40,16 @@ async fn the_readme_main_job_runs_on_the_sample() {
         .await
         .unwrap();
     let payloads = stdout(&output).lines().count();
-    assert!(payloads >= 25, "{payloads} payloads; stderr: {}", stderr(&output));
+    assert!(
+        payloads >= 25,
+        "{payloads} payloads; stderr: {}",
+        stderr(&output)
+    );
     // One sample customer is deliberately over Segment's 32 KB limit.
     assert_eq!(output.status.code(), Some(1), "stderr: {}", stderr(&output));
-    assert!(stderr(&output).contains("rejected 1"), "stderr: {}", stderr(&output));
+    assert!(
+        stderr(&output).contains("rejected 1"),
+        "stderr: {}",
+        stderr(&output)
+    );
 }

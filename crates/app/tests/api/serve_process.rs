@@ -46,7 +46,10 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
                 break;
             }
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "serve never became healthy");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "serve never became healthy"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -69,12 +72,17 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
                 .send()
                 .await
                 .unwrap();
-            (answer.status().as_u16(), answer.json::<Value>().await.unwrap())
+            (
+                answer.status().as_u16(),
+                answer.json::<Value>().await.unwrap(),
+            )
         }
     });
-    eventually("the identify to reach Segment", Duration::from_secs(30), || {
-        segment.requests() >= 1
-    })
+    eventually(
+        "the identify to reach Segment",
+        Duration::from_secs(30),
+        || segment.requests() >= 1,
+    )
     .await;
 
     let killed = std::process::Command::new("kill")
