@@ -15,8 +15,8 @@ use segment_sync_domain::identify::{identify, NotSent};
 use segment_sync_domain::sync::{DeadLetter, DeadLetterKind, RunCounts};
 use segment_sync_domain::{DeliveryError, Fingerprint, Identify, Outcome, UserIdStrategy};
 use segment_sync_ports::{
-    CustomerQuery, CustomerSource, Delivered, PendingOutcome, SegmentClient, SegmentError,
-    SourceError, SourceRecord, StateError, SyncStateStore,
+    CustomerPages, CustomerQuery, CustomerSource, Delivered, Page, PendingOutcome, SegmentClient,
+    SegmentError, SourceError, SourceRecord, StateError, SyncStateStore,
 };
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
@@ -24,6 +24,8 @@ use tokio::sync::{mpsc, watch};
 /// How many outcomes may wait for the recorder; bounds the messages kept for
 /// dead letters while their batches are in flight.
 const PENDING_CAPACITY: usize = 4_096;
+/// Pages read ahead of the one being processed, besides the one the reader holds.
+const PAGES_AHEAD: usize = 1;
 /// Deliveries and dead letters are written in transactions of about this many.
 const RECORD_CHUNK: usize = 512;
 
@@ -185,7 +187,7 @@ async fn read_and_send(
     sent_tx: &mpsc::Sender<Sent>,
     interrupt: &mut watch::Receiver<bool>,
 ) -> Result<(), Abort> {
-    let mut pages = ports.source.customers(options.query).await?;
+    let mut pages = read_ahead(ports.source.customers(options.query).await?);
     let mut letters = Vec::new();
     loop {
         if *interrupt.borrow() {
@@ -195,7 +197,10 @@ async fn read_and_send(
             return Err(Abort::InvalidWriteKey);
         }
         let page = tokio::select! {
-            page = pages.next_page() => page?,
+            page = pages.recv() => match page {
+                Some(page) => page?,
+                None => None,
+            },
             () = interrupted(interrupt) => return Err(Abort::Interrupted),
         };
         let Some(page) = page else { break };
@@ -268,6 +273,25 @@ async fn read_and_send(
         }
     }
     Ok(())
+}
+
+/// Reads pages on a task of their own, so that parsing the next page overlaps
+/// with transforming and sending this one. The walk stops after an error, at the
+/// end, or when the receiver is dropped.
+fn read_ahead(
+    mut pages: Box<dyn CustomerPages>,
+) -> mpsc::Receiver<Result<Option<Page>, SourceError>> {
+    let (page_tx, page_rx) = mpsc::channel(PAGES_AHEAD);
+    tokio::spawn(async move {
+        loop {
+            let page = pages.next_page().await;
+            let last = !matches!(page, Ok(Some(_)));
+            if page_tx.send(page).await.is_err() || last {
+                break;
+            }
+        }
+    });
+    page_rx
 }
 
 /// Resolves once the interrupt flag is up; never when its sender is gone.

@@ -282,7 +282,10 @@ fn to_record(piece: Piece<'_>) -> SourceRecord {
     let (position, parsed) = match piece {
         Piece::Record { position, bytes } => (
             position,
-            serde_json::from_slice::<Customer>(bytes).map_err(|e| e.to_string()),
+            // One UTF-8 check for the record instead of one per string inside it.
+            std::str::from_utf8(bytes)
+                .map_err(|e| format!("not UTF-8: {e}"))
+                .and_then(|text| serde_json::from_str::<Customer>(text).map_err(|e| e.to_string())),
         ),
         Piece::Oversized { position } => (
             position,
