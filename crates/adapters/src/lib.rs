@@ -10,5 +10,6 @@
 
 pub mod commercetools;
 pub mod file_source;
+mod record;
 pub mod segment;
 pub mod sqlite_state;

@@ -7,16 +7,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use segment_sync_domain::identify::{identify, NotSent};
 use segment_sync_domain::sync::{DeadLetterKind, RunCounts, RunStatus};
-use segment_sync_ports::{CustomerQuery, SourceRecord, SyncStateStore};
+use segment_sync_ports::{CustomerQuery, SyncStateStore};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use crate::cli::{RunsArgs, ServeArgs, StateArg, SyncArgs};
 use crate::config::Vars;
 use crate::output::{summary, Progress};
-use crate::pipeline::{self, Abort, LiveCounts, PipelineOptions, PipelineReport, Ports};
+use crate::pipeline::{
+    self, classify, Abort, Classified, LiveCounts, PipelineOptions, PipelineReport, Ports,
+};
 use crate::wiring;
 use crate::{Exit, Failure};
 
@@ -144,10 +145,13 @@ fn interrupt_on_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         crate::serve::shutdown_signal().await;
-        tracing::warn!("interrupt: no more customers are read; in-flight batches finish");
+        tracing::warn!(
+            "interrupt: no more customers are read; in-flight batches finish (interrupt again to stop at once)"
+        );
         let _ = tx.send(true);
-        // Keep the sender alive so the receiver does not see a closed channel.
-        std::future::pending::<()>().await;
+        crate::serve::shutdown_signal().await;
+        eprintln!("interrupted again: stopping now; unrecorded deliveries are sent again next run");
+        std::process::exit(Exit::Interrupted as i32);
     });
     rx
 }
@@ -166,24 +170,18 @@ async fn dry_run(
     while let Some(page) = pages.next_page().await.map_err(fatal)? {
         for record in page.records {
             counts.read += 1;
-            match record {
-                SourceRecord::Customer(customer) => match identify(&customer, strategy) {
-                    Ok(message) => {
-                        counts.sent += 1;
-                        writeln!(out, "{}", message.json()).context("cannot write to stdout")?;
-                    }
-                    Err(NotSent::Skipped(reason)) => {
-                        counts.skipped += 1;
-                        tracing::debug!(customer = %customer.id, %reason, "skipped");
-                    }
-                    Err(NotSent::Rejected(error)) => {
-                        counts.rejected += 1;
-                        tracing::warn!(customer = %customer.id, reason = %error, "rejected");
-                    }
-                },
-                SourceRecord::Malformed { position, reason } => {
+            match classify(record, strategy) {
+                Classified::Message(message) => {
+                    counts.sent += 1;
+                    writeln!(out, "{}", message.json()).context("cannot write to stdout")?;
+                }
+                Classified::Skipped(reason) => {
+                    counts.skipped += 1;
+                    tracing::debug!(%reason, "skipped");
+                }
+                Classified::Rejected(letter) => {
                     counts.rejected += 1;
-                    tracing::warn!(%position, %reason, "malformed record rejected");
+                    tracing::warn!(customer_id = %letter.customer_id, reason = %letter.reason, "rejected");
                 }
             }
         }

@@ -6,11 +6,10 @@ use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
 use segment_sync_adapters::commercetools::region_urls;
+use segment_sync_adapters::segment::DEFAULT_ENDPOINT;
 use segment_sync_domain::identity::UnknownStrategy;
 use segment_sync_domain::{UserIdStrategy, WriteKey, WriteKeyError};
 
-/// The default Segment Tracking API.
-pub const DEFAULT_SEGMENT_ENDPOINT: &str = "https://api.segment.io";
 /// The default state database path.
 pub const DEFAULT_STATE_PATH: &str = "segment-sync.db";
 
@@ -96,7 +95,7 @@ impl Vars {
     /// The Tracking API base URL.
     pub fn segment_endpoint(&self) -> String {
         self.get("SEGMENT_ENDPOINT")
-            .unwrap_or(DEFAULT_SEGMENT_ENDPOINT)
+            .unwrap_or(DEFAULT_ENDPOINT)
             .to_owned()
     }
 

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use segment_sync_domain::identify::{identify, NotSent};
+use segment_sync_domain::identify::{identify, NotSent, SkipReason};
 use segment_sync_domain::sync::{DeadLetter, DeadLetterKind, RunCounts};
 use segment_sync_domain::{DeliveryError, Fingerprint, Identify, Outcome, UserIdStrategy};
 use segment_sync_ports::{
@@ -23,7 +23,10 @@ use tokio::sync::{mpsc, watch};
 
 /// How many outcomes may wait for the recorder; bounds the messages kept for
 /// dead letters while their batches are in flight.
-const PENDING_CAPACITY: usize = 4_096;
+/// Enough for a full queue of the Segment client plus its batches in flight, so
+/// the recorder's in-order waiting never holds back sending. The messages
+/// themselves are shared with the client, not copied.
+const PENDING_CAPACITY: usize = 16_384;
 /// Pages read ahead of the one being processed, besides the one the reader holds.
 const PAGES_AHEAD: usize = 1;
 /// Deliveries and dead letters are written in transactions of about this many.
@@ -103,8 +106,50 @@ pub struct PipelineReport {
 struct Sent {
     customer_id: String,
     fingerprint: Fingerprint,
-    payload: String,
+    payload: Arc<str>,
     outcome: PendingOutcome,
+}
+
+/// What becomes of one record before anything is sent.
+#[derive(Debug)]
+pub enum Classified {
+    /// A message to send (or to find unchanged).
+    Message(Identify),
+    /// Not sent on purpose.
+    Skipped(SkipReason),
+    /// Cannot be sent as it is; this is its dead letter.
+    Rejected(DeadLetter),
+}
+
+/// Transforms one record: a message, a skip, or a dead letter.
+pub fn classify(record: SourceRecord, strategy: UserIdStrategy) -> Classified {
+    match record {
+        SourceRecord::Customer(customer) => match identify(&customer, strategy) {
+            Ok(message) => Classified::Message(message),
+            Err(NotSent::Skipped(reason)) => Classified::Skipped(reason),
+            Err(NotSent::Rejected(error)) => Classified::Rejected(dead_letter(
+                &customer.id,
+                DeadLetterKind::Rejected,
+                &error,
+                None,
+                None,
+            )),
+        },
+        SourceRecord::Malformed {
+            position,
+            customer_id,
+            reason,
+        } => Classified::Rejected(DeadLetter {
+            reason: format!("Invalid payload at {position}: {reason}"),
+            ..dead_letter(
+                customer_id.as_deref().unwrap_or(&position),
+                DeadLetterKind::Rejected,
+                &DeliveryError::InvalidPayload,
+                None,
+                None,
+            )
+        }),
+    }
 }
 
 /// The ports a run uses.
@@ -163,9 +208,19 @@ where
     ));
     let fed = feed(sent_tx, Arc::clone(&live), Arc::clone(&fatal)).await;
     let flushed = tokio::time::timeout(drain_timeout, segment.flush()).await;
-    let recorded = recorder
-        .await
-        .unwrap_or_else(|e| Err(StateError::Storage(format!("recorder stopped: {e}"))));
+    // After a flush that ran out of time some outcomes are still unknown; the
+    // recorder gets the same grace, then what it could not record is sent again
+    // by the next run (Segment drops the repeated messageIds).
+    let mut recorder = recorder;
+    let recorded = match tokio::time::timeout(drain_timeout, &mut recorder).await {
+        Ok(joined) => {
+            joined.unwrap_or_else(|e| Err(StateError::Storage(format!("recorder stopped: {e}"))))
+        }
+        Err(_) => {
+            recorder.abort();
+            Ok(())
+        }
+    };
     let abort = if fatal.load(Ordering::SeqCst) {
         Some(Abort::InvalidWriteKey)
     } else {
@@ -190,9 +245,6 @@ async fn read_and_send(
     let mut pages = read_ahead(ports.source.customers(options.query).await?);
     let mut letters = Vec::new();
     loop {
-        if *interrupt.borrow() {
-            return Err(Abort::Interrupted);
-        }
         if fatal.load(Ordering::SeqCst) {
             return Err(Abort::InvalidWriteKey);
         }
@@ -208,33 +260,12 @@ async fn read_and_send(
 
         let mut messages = Vec::with_capacity(page.records.len());
         for record in page.records {
-            match record {
-                SourceRecord::Customer(customer) => match identify(&customer, options.strategy) {
-                    Ok(message) => messages.push(message),
-                    Err(NotSent::Skipped(_)) => LiveCounts::add(&live.skipped, 1),
-                    Err(NotSent::Rejected(error)) => {
-                        LiveCounts::add(&live.rejected, 1);
-                        letters.push(dead_letter(
-                            &customer.id,
-                            DeadLetterKind::Rejected,
-                            &error,
-                            None,
-                            None,
-                        ));
-                    }
-                },
-                SourceRecord::Malformed { position, reason } => {
+            match classify(record, options.strategy) {
+                Classified::Message(message) => messages.push(message),
+                Classified::Skipped(_) => LiveCounts::add(&live.skipped, 1),
+                Classified::Rejected(letter) => {
                     LiveCounts::add(&live.rejected, 1);
-                    letters.push(DeadLetter {
-                        reason: format!("Invalid payload: {reason}"),
-                        ..dead_letter(
-                            &position,
-                            DeadLetterKind::Rejected,
-                            &DeliveryError::InvalidPayload,
-                            None,
-                            None,
-                        )
-                    });
+                    letters.push(letter);
                 }
             }
         }
@@ -248,26 +279,27 @@ async fn read_and_send(
         } else {
             drop_unchanged(ports.state.as_ref(), messages, live).await?
         };
-        for message in messages {
-            let customer_id = message.customer_id().to_owned();
-            let fingerprint = message.fingerprint();
-            let payload = message.json().to_owned();
-            let outcome = tokio::select! {
-                accepted = ports.segment.identify(message) => match accepted {
-                    Ok(outcome) => outcome,
-                    Err(SegmentError::InvalidWriteKey) => return Err(Abort::InvalidWriteKey),
-                    Err(other) => return Err(Abort::Segment(other)),
-                },
-                () = interrupted(interrupt) => return Err(Abort::Interrupted),
+        let mut messages = messages.into_iter();
+        while let Some(message) = messages.next() {
+            // Only the wait for room in Segment's queue is given up on an
+            // interrupt: once a message is queued its outcome is recorded.
+            let submitted = tokio::select! {
+                submitted = submit(ports.segment.as_ref(), message) => submitted,
+                () = interrupted(interrupt) => Err(Abort::Interrupted),
             };
-            let sent = Sent {
-                customer_id,
-                fingerprint,
-                payload,
-                outcome,
+            let sent = match submitted {
+                Ok(sent) => sent,
+                Err(abort) => {
+                    // Never handed over: read again by the next run.
+                    live.read
+                        .fetch_sub(1 + messages.len() as u64, Ordering::Relaxed);
+                    return Err(abort);
+                }
             };
             if sent_tx.send(sent).await.is_err() {
                 // The recorder stopped on a state error; it reports it.
+                live.read
+                    .fetch_sub(messages.len() as u64, Ordering::Relaxed);
                 return Ok(());
             }
         }
@@ -292,6 +324,27 @@ fn read_ahead(
         }
     });
     page_rx
+}
+
+/// Hands a message to Segment, keeping what the recorder needs to record its
+/// outcome: the message itself is shared, not copied, for a dead letter.
+async fn submit(segment: &dyn SegmentClient, message: Identify) -> Result<Sent, Abort> {
+    let customer_id = message.customer_id().to_owned();
+    let fingerprint = message.fingerprint();
+    let payload = message.shared_json();
+    let outcome = segment
+        .identify(message)
+        .await
+        .map_err(|error| match error {
+            SegmentError::InvalidWriteKey => Abort::InvalidWriteKey,
+            other => Abort::Segment(other),
+        })?;
+    Ok(Sent {
+        customer_id,
+        fingerprint,
+        payload,
+        outcome,
+    })
 }
 
 /// Resolves once the interrupt flag is up; never when its sender is gone.
@@ -319,11 +372,21 @@ async fn drop_unchanged(
         .into_iter()
         .filter(|m| known.get(m.customer_id()) != Some(&m.fingerprint()))
         .collect();
+    if changed.len() < before {
+        // Segment has these as they are now: an older failed attempt at them must
+        // not be replayed over it.
+        let unchanged: Vec<String> = ids
+            .into_iter()
+            .filter(|id| !changed.iter().any(|m| m.customer_id() == id))
+            .collect();
+        state.remove_dead_letters(&unchanged).await?;
+    }
     LiveCounts::add(&live.unchanged, (before - changed.len()) as u64);
     Ok(changed)
 }
 
-fn dead_letter(
+/// A dead letter recorded now.
+pub(crate) fn dead_letter(
     customer_id: &str,
     kind: DeadLetterKind,
     error: &DeliveryError,
@@ -389,24 +452,7 @@ async fn replay_letters(
             }
             Err(NotSent::Skipped(_)) => continue,
         };
-        let customer_id = message.customer_id().to_owned();
-        let fingerprint = message.fingerprint();
-        let payload = message.json().to_owned();
-        let outcome = match segment.identify(message).await {
-            Ok(outcome) => outcome,
-            Err(SegmentError::InvalidWriteKey) => return Err(Abort::InvalidWriteKey),
-            Err(other) => return Err(Abort::Segment(other)),
-        };
-        if sent_tx
-            .send(Sent {
-                customer_id,
-                fingerprint,
-                payload,
-                outcome,
-            })
-            .await
-            .is_err()
-        {
+        if sent_tx.send(submit(segment, message).await?).await.is_err() {
             break;
         }
     }
@@ -484,7 +530,7 @@ async fn record_outcomes(
                     &sent.customer_id,
                     DeadLetterKind::Rejected,
                     &error,
-                    Some(sent.payload),
+                    Some(sent.payload.to_string()),
                     Some(sent.fingerprint),
                 ));
             }
@@ -494,7 +540,7 @@ async fn record_outcomes(
                     &sent.customer_id,
                     DeadLetterKind::Failed,
                     &error,
-                    Some(sent.payload),
+                    Some(sent.payload.to_string()),
                     Some(sent.fingerprint),
                 ));
             }

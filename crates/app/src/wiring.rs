@@ -16,6 +16,9 @@ use crate::config::{ConfigError, Vars};
 use crate::serve::{self, ServeDeps, ServeOptions, WebhookToken};
 use crate::{Exit, Failure};
 
+/// How long `serve`'s Segment client waits to fill a batch before sending it.
+pub const SERVE_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// The state database at `path`, created when missing.
 pub fn state_store(path: &Path) -> Result<Arc<dyn SyncStateStore>, Failure> {
     let store = SqliteStateStore::open(path).map_err(|e| Failure::Usage(e.to_string()))?;
@@ -128,8 +131,13 @@ pub async fn serve(args: &ServeArgs, vars: &Vars) -> Result<Exit, Failure> {
     let strategy = vars.user_id_strategy()?;
     // The recorder must exist before the Segment client records its metrics.
     serve::install_metrics();
+    let mut segment = segment_config(vars, write_key)?;
+    // Each request waits for its own message: a short interval keeps latency low
+    // while concurrent requests still share batches.
+    segment.flush_interval = SERVE_FLUSH_INTERVAL;
+    let segment = HttpSegmentClient::new(segment).map_err(|e| Failure::Usage(e.to_string()))?;
     let deps = ServeDeps {
-        segment: segment_client(vars, write_key)?,
+        segment: Arc::new(segment),
         source: api_source(vars)?,
         state: state_store(&vars.state_path(args.state.state.as_deref()))?,
         strategy,

@@ -77,7 +77,6 @@ impl DeliveryError {
         match status {
             400 => Self::BadRequest { detail: None },
             401 | 403 => Self::Unauthorized,
-            413 => Self::PayloadTooLarge,
             429 => Self::RateLimited,
             500..=599 => Self::ServerError { status },
             _ => Self::UnexpectedStatus { status },

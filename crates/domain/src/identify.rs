@@ -2,6 +2,7 @@
 //! message, or a typed reason why none is sent.
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -78,7 +79,7 @@ pub struct Identify {
     user_id: UserId,
     message_id: MessageId,
     fingerprint: Fingerprint,
-    json: String,
+    json: Arc<str>,
 }
 
 impl Identify {
@@ -107,8 +108,14 @@ impl Identify {
         &self.json
     }
 
+    /// The serialised message, shared rather than copied: the client that sends
+    /// it and the caller that may need it for a dead letter hold the same bytes.
+    pub fn shared_json(&self) -> Arc<str> {
+        Arc::clone(&self.json)
+    }
+
     /// Takes the serialised message out.
-    pub fn into_json(self) -> String {
+    pub fn into_json(self) -> Arc<str> {
         self.json
     }
 
@@ -143,7 +150,7 @@ impl Identify {
             user_id,
             message_id,
             fingerprint,
-            json,
+            json: json.into(),
         })
     }
 }
@@ -198,7 +205,7 @@ pub fn identify(customer: &Customer, strategy: UserIdStrategy) -> Result<Identif
         user_id,
         message_id,
         fingerprint,
-        json,
+        json: json.into(),
     })
 }
 
@@ -222,7 +229,7 @@ impl Envelope<'_> {
             serde_json::to_writer(&mut out, timestamp)?;
         }
         out.extend_from_slice(br#","context":{"library":"#);
-        serde_json::to_writer(&mut out, &library())?;
+        out.extend_from_slice(library_json().as_bytes());
         out.extend_from_slice(br#"},"traits":"#);
         out.extend_from_slice(self.traits.as_bytes());
         out.push(b'}');
@@ -234,6 +241,12 @@ impl Envelope<'_> {
 /// `{"name":"segment-sync","version":…}`, the `context.library` of every message.
 pub fn library() -> Value {
     serde_json::json!({ "name": LIBRARY_NAME, "version": LIBRARY_VERSION })
+}
+
+/// [`library`] serialised, built once: every message and batch body carries it.
+pub fn library_json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| library().to_string())
 }
 
 /// The traits of contract §4, in the order they are written. Absent or blank

@@ -136,7 +136,7 @@ impl RetryPolicy {
             AttemptFailure::Status {
                 retry_after: Some(asked),
                 ..
-            } => (*asked).min(self.max_retry_after).max(backoff.min(*asked)),
+            } => (*asked).min(self.max_retry_after).max(backoff),
             _ => backoff,
         };
         if elapsed.saturating_add(wait) > self.time_budget {

@@ -20,6 +20,8 @@ pub enum SourceRecord {
     Malformed {
         /// Where it was: `line 12`, `index 4`.
         position: String,
+        /// The customer's id, when the record has a readable one.
+        customer_id: Option<String>,
         /// What is wrong with it.
         reason: String,
     },

@@ -24,6 +24,9 @@ impl CachedToken {
     /// A token received at `now` that the server says lives `expires_in`.
     /// Renewed a minute early, or at 90 % of its life when that is sooner.
     pub(crate) fn new(value: SecretString, expires_in: Duration, now: Instant) -> Self {
+        // A server may claim any lifetime; a year is forever for a token, and keeps
+        // the arithmetic below from overflowing.
+        let expires_in = expires_in.min(Duration::from_secs(365 * 24 * 3600));
         let margin = MAX_RENEWAL_MARGIN.min(expires_in / 10);
         Self {
             value,

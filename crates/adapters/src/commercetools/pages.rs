@@ -133,12 +133,6 @@ struct QueryResults<'a> {
     results: Vec<&'a RawValue>,
 }
 
-/// Enough of a customer to move the cursor past one that is otherwise unreadable.
-#[derive(Deserialize)]
-struct IdOnly {
-    id: String,
-}
-
 fn parse_page(body: &[u8], page_number: u64) -> Result<FetchedPage, SourceError> {
     let parsed: QueryResults<'_> = serde_json::from_slice(body).map_err(|e| {
         SourceError::Protocol(format!(
@@ -151,23 +145,25 @@ fn parse_page(body: &[u8], page_number: u64) -> Result<FetchedPage, SourceError>
         .iter()
         .enumerate()
         .map(|(index, raw)| {
-            let malformed = |reason: String| SourceRecord::Malformed {
+            let malformed = |reason: String, customer_id: Option<String>| SourceRecord::Malformed {
                 position: format!("page {page_number} index {index}"),
+                customer_id,
                 reason,
             };
             match serde_json::from_str::<Customer>(raw.get()) {
                 Ok(customer) if customer.id.is_empty() => {
-                    malformed("customer has no id".to_owned())
+                    malformed("customer has no id".to_owned(), None)
                 }
                 Ok(customer) => {
                     last_id = Some(customer.id.clone());
                     SourceRecord::Customer(Box::new(customer))
                 }
                 Err(e) => {
-                    if let Ok(IdOnly { id }) = serde_json::from_str(raw.get()) {
-                        last_id = Some(id);
+                    let id = crate::record::customer_id_of(raw.get());
+                    if id.is_some() {
+                        last_id.clone_from(&id);
                     }
-                    malformed(e.to_string())
+                    malformed(e.to_string(), id)
                 }
             }
         })

@@ -279,27 +279,32 @@ impl CustomerPages for FilePages {
 }
 
 fn to_record(piece: Piece<'_>) -> SourceRecord {
-    let (position, parsed) = match piece {
-        Piece::Record { position, bytes } => (
-            position,
+    let (position, parsed, text) = match piece {
+        Piece::Record { position, bytes } => {
             // One UTF-8 check for the record instead of one per string inside it.
-            std::str::from_utf8(bytes)
-                .map_err(|e| format!("not UTF-8: {e}"))
-                .and_then(|text| serde_json::from_str::<Customer>(text).map_err(|e| e.to_string())),
-        ),
+            let text = std::str::from_utf8(bytes).ok();
+            let parsed = match text {
+                Some(text) => serde_json::from_str::<Customer>(text).map_err(|e| e.to_string()),
+                None => Err("not UTF-8".to_owned()),
+            };
+            (position, parsed, text)
+        }
         Piece::Oversized { position } => (
             position,
             Err(format!("record longer than {MAX_RECORD_BYTES} bytes")),
+            None,
         ),
     };
     match parsed {
         Ok(customer) if !customer.id.is_empty() => SourceRecord::Customer(Box::new(customer)),
         Ok(_) => SourceRecord::Malformed {
             position: position.to_string(),
+            customer_id: None,
             reason: "customer has no id".to_owned(),
         },
         Err(reason) => SourceRecord::Malformed {
             position: position.to_string(),
+            customer_id: text.and_then(crate::record::customer_id_of),
             reason,
         },
     }

@@ -36,7 +36,7 @@ pub(crate) struct Shared {
 /// A message waiting for its outcome: its JSON, spliced into bodies as is.
 #[derive(Debug)]
 pub(crate) struct Queued {
-    pub(crate) json: String,
+    pub(crate) json: std::sync::Arc<str>,
     pub(crate) reply: oneshot::Sender<Outcome>,
 }
 
@@ -108,7 +108,7 @@ impl BatchSender {
             jitter: Mutex::new(jitter),
             tail: format!(
                 r#","context":{{"library":{}}}}}"#,
-                segment_sync_domain::identify::library()
+                segment_sync_domain::identify::library_json()
             ),
             shared,
         }

@@ -138,7 +138,9 @@ async fn walk(pages: &mut dyn CustomerPages) -> Result<Vec<String>, SourceError>
         for record in page.records {
             match record {
                 SourceRecord::Customer(customer) => seen.push(customer.id),
-                SourceRecord::Malformed { position, reason } => {
+                SourceRecord::Malformed {
+                    position, reason, ..
+                } => {
                     panic!("unexpected malformed record at {position}: {reason}")
                 }
             }

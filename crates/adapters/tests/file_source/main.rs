@@ -23,7 +23,9 @@ async fn walk(pages: &mut dyn CustomerPages) -> Result<Walked, SourceError> {
         for record in page.records {
             seen.push(match record {
                 SourceRecord::Customer(customer) => Ok(customer.id),
-                SourceRecord::Malformed { position, reason } => {
+                SourceRecord::Malformed {
+                    position, reason, ..
+                } => {
                     assert!(!reason.is_empty());
                     Err(position)
                 }
@@ -53,7 +55,7 @@ async fn ndjson_reports_a_malformed_line_by_number_and_reads_on() {
     let page = pages.next_page().await.unwrap().unwrap();
     assert!(matches!(
         &page.records[2],
-        SourceRecord::Malformed { position, reason }
+        SourceRecord::Malformed { position, reason, .. }
             if position == "line 3" && reason.contains("invalid type")
     ));
     let SourceRecord::Customer(first) = &page.records[0] else {

@@ -33,7 +33,7 @@ pub use self::metrics::install_metrics;
 /// The largest webhook body accepted; larger ones are answered 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// How long a webhook request may take before it is answered 503, by default.
+/// How long a webhook request may take before it is answered 500, by default.
 ///
 /// Pub/Sub push gives up on an unacknowledged push after 10 seconds unless told
 /// otherwise, and SNS after 15: answering later than that only wastes the work.
@@ -65,7 +65,7 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// Run without a [`WebhookToken`], accepting unauthenticated requests.
     pub allow_unauthenticated: bool,
-    /// How long a webhook request may take before it is answered 503.
+    /// How long a webhook request may take before it is answered 500.
     pub request_timeout: Duration,
 }
 
@@ -116,7 +116,7 @@ pub fn router(deps: ServeDeps, metrics: PrometheusHandle) -> Router {
     router_with_timeout(deps, metrics, DEFAULT_REQUEST_TIMEOUT)
 }
 
-/// The webhook's routes, answering 503 to a webhook request that takes longer
+/// The webhook's routes, answering 500 to a webhook request that takes longer
 /// than `request_timeout`.
 pub fn router_with_timeout(
     deps: ServeDeps,
@@ -140,6 +140,7 @@ fn build_router(
         deps,
         request_timeout,
         workers,
+        capacity: Arc::new(tokio::sync::Semaphore::new(webhook::MAX_WORKERS)),
     });
     let hook = post(webhook::receive)
         .route_layer(axum::middleware::from_fn_with_state(

@@ -10,13 +10,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use segment_sync_domain::identify::identify;
-use segment_sync_domain::sync::{DeadLetter, DeadLetterKind};
+use segment_sync_domain::sync::DeadLetterKind;
 use segment_sync_domain::webhook::{decode, WebhookEvent};
 use segment_sync_domain::{Customer, DeliveryError, Identify, NotSent, Outcome, SkipReason};
 use segment_sync_ports::Delivered;
 use serde_json::json;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use super::metrics::OutcomeLabel;
@@ -31,7 +29,13 @@ pub(super) struct AppState {
     pub(super) request_timeout: Duration,
     /// Held by every worker while it runs, so that shutdown can wait for them.
     pub(super) workers: mpsc::Sender<()>,
+    /// Bounds the workers: during a Segment outage requests would otherwise pile
+    /// up waiting for room in its queue, with no limit on memory.
+    pub(super) capacity: Arc<tokio::sync::Semaphore>,
 }
+
+/// Webhook requests handled at once; more are answered 500 and redelivered.
+pub(super) const MAX_WORKERS: usize = 1_024;
 
 /// How a webhook request ends.
 #[derive(Debug)]
@@ -49,7 +53,6 @@ pub(super) enum Reply {
     TooLarge,
     /// Worth sending again; the detail is in the logs only.
     Error,
-    TimedOut,
 }
 
 /// The response for a reply, labelled for the request metrics.
@@ -71,8 +74,8 @@ pub(super) fn reply(reply: Reply) -> Response {
             "skipped",
         ),
         Reply::Rejected(error) => (
-            StatusCode::OK,
-            Some(json!({"status": "rejected", "reason": error.to_string()})),
+            StatusCode::BAD_REQUEST,
+            Some(json!({"error": error.to_string()})),
             "rejected",
         ),
         Reply::Ignored => (StatusCode::NO_CONTENT, None, "ignored"),
@@ -99,11 +102,6 @@ pub(super) fn reply(reply: Reply) -> Response {
         Reply::Error => (
             StatusCode::INTERNAL_SERVER_ERROR,
             Some(json!({"error": "Internal server error"})),
-            "error",
-        ),
-        Reply::TimedOut => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Some(json!({"error": "Request timed out"})),
             "error",
         ),
     };
@@ -135,11 +133,16 @@ pub(super) async fn receive(
             return reply(Reply::BadRequest(error.to_string()));
         }
     };
+    let Ok(permit) = Arc::clone(&state.capacity).try_acquire_owned() else {
+        tracing::error!("webhook at capacity; the sender will deliver it again");
+        return reply(Reply::Error);
+    };
     let request_timeout = state.request_timeout;
     // The work runs on its own task so that a client that goes away, or a timeout,
     // does not cancel it between Segment's acknowledgement and recording it.
     let worker = tokio::spawn(async move {
         let _running = state.workers.clone();
+        let _permit = permit;
         handle(&state.deps, event).await
     });
     match tokio::time::timeout(request_timeout, worker).await {
@@ -153,7 +156,7 @@ pub(super) async fn receive(
                 timeout = ?request_timeout,
                 "webhook request timed out; the sender will deliver it again"
             );
-            reply(Reply::TimedOut)
+            reply(Reply::Error)
         }
     }
 }
@@ -255,17 +258,12 @@ async fn reject(
     message: Option<Identify>,
 ) -> Reply {
     tracing::warn!(customer_id, %error, code = error.code(), "identify rejected; it is in the dead letters");
-    let recorded_at = OffsetDateTime::now_utc()
-        .format(&Rfc3339)
-        .unwrap_or_default();
-    let fingerprint = message.as_ref().map(|m| m.fingerprint().to_hex());
-    let letter = DeadLetter::from_error(
+    let letter = crate::pipeline::dead_letter(
         customer_id,
         DeadLetterKind::Rejected,
         &error,
-        message.map(Identify::into_json),
-        fingerprint,
-        recorded_at,
+        message.as_ref().map(|m| m.json().to_owned()),
+        message.as_ref().map(Identify::fingerprint),
     );
     if let Err(error) = deps.state.add_dead_letters(&[letter]).await {
         tracing::error!(customer_id, %error, "cannot record the dead letter");

@@ -215,7 +215,7 @@ async fn a_customer_without_email_is_skipped() {
 }
 
 #[tokio::test]
-async fn an_oversize_identify_is_rejected_with_200_and_dead_lettered() {
+async fn an_oversize_identify_is_a_400_and_dead_lettered() {
     let app = TestApp::new();
     let mut big = ada();
     big["custom"] = json!({"type": {"typeId": "type", "id": "t"},
@@ -223,11 +223,8 @@ async fn an_oversize_identify_is_rejected_with_200_and_dead_lettered() {
 
     let response = app.post_json(&customer_created(&big)).await;
 
-    assert_eq!(response.status, StatusCode::OK);
-    assert_eq!(
-        response.json(),
-        json!({"status": "rejected", "reason": "message over 32 KB"})
-    );
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(response.json(), json!({"error": "message over 32 KB"}));
     assert!(app.segment.sent().is_empty());
     let letters = app.state.dead_letters_now();
     assert_eq!(letters.len(), 1);
@@ -236,7 +233,7 @@ async fn an_oversize_identify_is_rejected_with_200_and_dead_lettered() {
 }
 
 #[tokio::test]
-async fn a_message_segment_rejects_is_answered_200_and_dead_lettered() {
+async fn a_message_segment_rejects_is_a_400_and_dead_lettered() {
     let app = TestApp::new();
     app.segment
         .behave(Behaviour::Reject(DeliveryError::BadRequest {
@@ -245,11 +242,8 @@ async fn a_message_segment_rejects_is_answered_200_and_dead_lettered() {
 
     let response = app.post_json(&customer_created(&ada())).await;
 
-    assert_eq!(response.status, StatusCode::OK);
-    assert_eq!(
-        response.json(),
-        json!({"status": "rejected", "reason": "400 Bad Request"})
-    );
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(response.json(), json!({"error": "400 Bad Request"}));
     assert_eq!(
         app.state.fingerprint("c1"),
         None,
@@ -716,15 +710,15 @@ async fn healthz_is_ok_and_readyz_follows_the_state_store() {
 }
 
 #[tokio::test]
-async fn a_slow_delivery_is_503_and_still_recorded_once_segment_answers() {
+async fn a_slow_delivery_is_500_and_still_recorded_once_segment_answers() {
     let app = TestApp::with(Some(TOKEN), Duration::from_millis(50));
     let (gate, gated) = watch::channel(false);
     app.segment.behave(Behaviour::Gated(gated));
 
     let response = app.post_json(&customer_created(&ada())).await;
 
-    assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(response.json(), json!({"error": "Request timed out"}));
+    assert_eq!(response.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(response.json(), json!({"error": "Internal server error"}));
     gate.send_replace(true);
     let recorded = wait_until(|| app.state.fingerprint("c1")).await;
     assert_eq!(recorded, app.segment.sent()[0].fingerprint());

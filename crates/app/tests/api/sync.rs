@@ -303,3 +303,50 @@ async fn a_killed_sync_loses_nothing_and_resends_only_what_was_unrecorded() {
     );
     assert_eq!(resent.len(), 50_000 - recorded.len());
 }
+
+#[tokio::test]
+async fn an_interrupted_sync_records_what_was_in_flight_and_exits_130() {
+    let customers: Vec<Value> = (0..50_000).map(|i| customer(i, 0)).collect();
+    let segment = FakeSegment::start(SegmentMode::Slow(Duration::from_millis(200))).await;
+    let ctp = FakeCommercetools::start(customers).await;
+    let app = App::new().with_fakes(&segment, Some(&ctp));
+
+    let child = app.command(&["sync", "--json"]).spawn().unwrap();
+    eventually("part of the sync", Duration::from_secs(120), || {
+        segment.message_count() >= 5_000
+    })
+    .await;
+    let signalled = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "stderr: {}",
+        stderr(&output)
+    );
+    let acknowledged = segment.deliveries_by_user().len();
+    assert!(acknowledged < 50_000, "interrupted before the end");
+
+    let store =
+        segment_sync_adapters::sqlite_state::SqliteStateStore::open(&app.state_path()).unwrap();
+    use segment_sync_ports::SyncStateStore as _;
+    let ids: Vec<String> = (0..50_000).map(|i| format!("cust-{i:08}")).collect();
+    let recorded = store.delivered_fingerprints(&ids).await.unwrap().len();
+    assert_eq!(
+        recorded, acknowledged,
+        "every acknowledged batch was recorded"
+    );
+    assert_eq!(store.high_water_mark().await.unwrap(), None, "mark unmoved");
+    let runs = store.runs(1).await.unwrap();
+    assert_eq!(
+        runs[0].status,
+        segment_sync_domain::sync::RunStatus::Aborted
+    );
+    assert_eq!(runs[0].error.as_deref(), Some("interrupted"));
+}
