@@ -16,6 +16,9 @@ use crate::config::{ConfigError, Vars};
 use crate::serve::{self, ServeDeps, ServeOptions, WebhookToken};
 use crate::{Exit, Failure};
 
+/// Messages waiting for Segment at most, per process.
+pub const SEGMENT_QUEUE_CAPACITY: usize = 4_096;
+
 /// How long `serve`'s Segment client waits to fill a batch before sending it.
 pub const SERVE_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
 
@@ -35,6 +38,9 @@ pub fn segment_client(vars: &Vars, write_key: WriteKey) -> Result<Arc<dyn Segmen
 /// The Segment client's settings: the endpoint and the tuning variables.
 pub fn segment_config(vars: &Vars, write_key: WriteKey) -> Result<SegmentConfig, ConfigError> {
     let mut config = SegmentConfig::new(vars.segment_endpoint(), write_key);
+    // Four batches in flight need far fewer queued messages than the adapter's
+    // default; a smaller queue keeps a sync's memory well under 64 MiB.
+    config.queue_capacity = SEGMENT_QUEUE_CAPACITY;
     if let Some(attempts) = vars.get("SEGMENT_MAX_ATTEMPTS") {
         config.retry.max_attempts = parse_number("SEGMENT_MAX_ATTEMPTS", attempts)?;
     }

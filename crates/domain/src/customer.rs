@@ -74,7 +74,7 @@ pub struct Customer {
     pub customer_group: Option<Reference>,
     /// Further customer groups.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub customer_group_assignments: Vec<Value>,
+    pub customer_group_assignments: Vec<CustomerGroupAssignment>,
     /// Custom fields.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub custom: Option<CustomFields>,
@@ -95,10 +95,41 @@ pub struct Customer {
     pub last_modified_at: Option<String>,
     /// Who created the customer.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub created_by: Option<Value>,
+    pub created_by: Option<Initiator>,
     /// Who last modified the customer.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_modified_by: Option<Value>,
+    pub last_modified_by: Option<Initiator>,
+}
+
+/// Who made a change (the API's `CreatedBy` / `LastModifiedBy`). Typed rather than
+/// kept as a JSON tree: every export record carries two, and a tree costs a map
+/// and its allocations per record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+#[allow(missing_docs)] // The fields are the API's, named as it names them.
+pub struct Initiator {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_platform_client: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_user_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anonymous_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer: Option<Reference>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<Reference>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub associate: Option<Reference>,
+}
+
+/// An assignment of the customer to a further customer group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CustomerGroupAssignment {
+    /// The group.
+    pub customer_group: Reference,
 }
 
 /// A postal address of a customer.
