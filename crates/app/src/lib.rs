@@ -75,7 +75,10 @@ pub fn run() -> i32 {
         }
     };
     telemetry::init(&vars);
+    // Blocking work is SQLite's, one call at a time; a few threads suffice, and
+    // each thread more costs the allocator a heap of its own.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(4)
         .enable_all()
         .build()
     {
