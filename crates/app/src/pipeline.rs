@@ -474,24 +474,12 @@ fn flush_abort(
     }
 }
 
-/// Now, as RFC 3339 with milliseconds.
+/// Now, as RFC 3339 (UTC).
 pub fn now_rfc3339() -> String {
-    rfc3339(OffsetDateTime::now_utc())
-}
-
-/// An instant as RFC 3339 (UTC, milliseconds), the form commercetools uses.
-pub fn rfc3339(at: OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second(),
-        at.millisecond()
-    )
+    OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        // Formatting the current UTC time cannot fail; keep a dead letter even so.
+        .unwrap_or_default()
 }
 
 /// Awaits outcomes in the order messages were sent and writes them to the state

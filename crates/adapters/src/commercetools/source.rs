@@ -43,9 +43,19 @@ impl HttpCustomerSource {
         Ok(self.inner.fetch_token().await?.scopes)
     }
 
+    /// The scope a customer walk needs, and the broader ones that include it.
+    pub fn sufficient_scopes(&self) -> [String; 3] {
+        let key = &self.inner.project_key;
+        [
+            self.inner.required_scope(),
+            format!("manage_customers:{key}"),
+            format!("manage_project:{key}"),
+        ]
+    }
+
     /// The scope a customer walk needs.
     pub fn required_scope(&self) -> String {
-        format!("view_customers:{}", self.inner.project_key)
+        self.inner.required_scope()
     }
 
     /// A source whose retry jitter comes from `random`, which returns numbers in
@@ -197,7 +207,7 @@ impl Client {
                     401 => return Err(SourceError::CredentialsRejected),
                     403 => {
                         return Err(SourceError::MissingScope {
-                            scope: format!("view_customers:{}", self.project_key),
+                            scope: self.required_scope(),
                         })
                     }
                     status if self.retry.statuses.is_retryable(status) => AttemptFailure::Status {
@@ -211,6 +221,11 @@ impl Client {
             self.wait_or_give_up(what, attempts, failure, started)
                 .await?;
         }
+    }
+
+    /// The scope that reading customers needs.
+    fn required_scope(&self) -> String {
+        format!("view_customers:{}", self.project_key)
     }
 
     async fn token(&self) -> Result<SecretString, SourceError> {
@@ -255,7 +270,7 @@ impl Client {
                     return Err(if error.error == "invalid_scope" {
                         SourceError::MissingScope {
                             scope: if self.scopes.is_empty() {
-                                format!("view_customers:{}", self.project_key)
+                                self.required_scope()
                             } else {
                                 self.scopes.join(" ")
                             },
