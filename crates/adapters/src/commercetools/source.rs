@@ -285,7 +285,13 @@ impl Client {
                         retry_after: answer.retry_after,
                     }
                 }
-                Ok(answer) => return Err(answer.unexpected("token endpoint")),
+                // Not quoted: a token endpoint's body is no place to copy into logs.
+                Ok(answer) => {
+                    return Err(SourceError::Protocol(format!(
+                        "token endpoint answered {}",
+                        segment_sync_domain::delivery::status_line(answer.status)
+                    )))
+                }
                 Err(failure) => failure,
             };
             self.wait_or_give_up("token request", attempts, failure, started)

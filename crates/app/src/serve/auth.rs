@@ -35,14 +35,21 @@ impl WebhookToken {
         Ok(Self(SecretString::from(trimmed.to_owned())))
     }
 
-    /// Whether `candidate` is this token, in time that does not depend on where
-    /// the two first differ.
+    /// Whether `candidate` is this token, in time that depends neither on where
+    /// the two first differ nor on the token's length: both are compared as
+    /// zero-padded blocks of the same size, and their lengths in constant time.
     fn matches(&self, candidate: &str) -> bool {
-        self.0
-            .expose_secret()
-            .as_bytes()
-            .ct_eq(candidate.as_bytes())
-            .into()
+        let token = self.0.expose_secret().as_bytes();
+        let candidate = candidate.as_bytes();
+        let block = token.len().max(candidate.len()).max(COMPARED_BYTES);
+        let padded = |bytes: &[u8]| {
+            let mut out = vec![0u8; block];
+            out[..bytes.len()].copy_from_slice(bytes);
+            out
+        };
+        let same_bytes = padded(token).ct_eq(&padded(candidate));
+        let same_length = (token.len() as u64).ct_eq(&(candidate.len() as u64));
+        (same_bytes & same_length).into()
     }
 }
 
@@ -51,6 +58,9 @@ impl fmt::Debug for WebhookToken {
         f.write_str("WebhookToken(***)")
     }
 }
+
+/// Tokens up to this long are compared in the same time whatever their length.
+const COMPARED_BYTES: usize = 256;
 
 #[derive(Deserialize)]
 struct TokenQuery {
@@ -110,5 +120,10 @@ mod tests {
         assert!(!token.matches("s3cre"));
         assert!(!token.matches("s3cret2"));
         assert!(!token.matches(""));
+        // Padding must not make a longer candidate equal.
+        assert!(!token.matches("s3cret\0"));
+        let long = "x".repeat(600);
+        assert!(WebhookToken::parse(&long).unwrap().matches(&long));
+        assert!(!WebhookToken::parse(&long).unwrap().matches(&long[..599]));
     }
 }
