@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use segment_sync_domain::sync::{DeadLetterKind, RunCounts, RunStatus};
-use segment_sync_ports::{CustomerQuery, SyncStateStore};
+use segment_sync_ports::{CustomerQuery, SegmentClient, SyncStateStore};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
@@ -84,23 +84,42 @@ pub async fn sync(args: &SyncArgs, vars: &Vars) -> Result<Exit, Failure> {
         drain_timeout: DRAIN_TIMEOUT,
     };
     let report = pipeline::run(&ports, &options, live, interrupt_on_signal()).await;
-    if let Err(error) = segment.close_and_flush(DRAIN_TIMEOUT).await {
-        tracing::warn!(%error, "Segment client did not close cleanly");
-    }
     progress.finish();
-    let elapsed = clock.elapsed();
-
     if report.abort.is_none() && report.counts.failed == 0 && covers_since_mark {
         state.set_high_water_mark(started_at).await.map_err(fatal)?;
     }
-    finish(state.as_ref(), run_id, &report).await?;
+    conclude(
+        segment.as_ref(),
+        state.as_ref(),
+        run_id,
+        &report,
+        clock,
+        args.json,
+    )
+    .await
+}
+
+/// Ends a run that sent to Segment: closes the client, records how the run
+/// ended, prints the summary and picks the exit code.
+async fn conclude(
+    segment: &dyn SegmentClient,
+    state: &dyn SyncStateStore,
+    run_id: i64,
+    report: &PipelineReport,
+    clock: Instant,
+    json: bool,
+) -> Result<Exit, Failure> {
+    if let Err(error) = segment.close_and_flush(DRAIN_TIMEOUT).await {
+        tracing::warn!(%error, "Segment client did not close cleanly");
+    }
+    finish(state, run_id, report).await?;
     summary(
         &report.counts,
-        elapsed,
-        args.json,
+        clock.elapsed(),
+        json,
         &mut std::io::stdout().lock(),
     );
-    exit_for(&report)
+    exit_for(report)
 }
 
 async fn finish(
@@ -241,17 +260,15 @@ pub async fn dead_letters_replay(
     let clock = Instant::now();
     let live = Arc::new(LiveCounts::default());
     let report = pipeline::replay(&segment, &state, live, DRAIN_TIMEOUT).await;
-    if let Err(error) = segment.close_and_flush(DRAIN_TIMEOUT).await {
-        tracing::warn!(%error, "Segment client did not close cleanly");
-    }
-    finish(state.as_ref(), run_id, &report).await?;
-    summary(
-        &report.counts,
-        clock.elapsed(),
+    conclude(
+        segment.as_ref(),
+        state.as_ref(),
+        run_id,
+        &report,
+        clock,
         json,
-        &mut std::io::stdout().lock(),
-    );
-    exit_for(&report)
+    )
+    .await
 }
 
 /// `segment-sync runs`.

@@ -367,21 +367,19 @@ async fn drop_unchanged(
         .map(|m| m.customer_id().to_owned())
         .collect();
     let known = state.delivered_fingerprints(&ids).await?;
-    let before = messages.len();
-    let changed: Vec<Identify> = messages
+    let (unchanged, changed): (Vec<Identify>, Vec<Identify>) = messages
         .into_iter()
-        .filter(|m| known.get(m.customer_id()) != Some(&m.fingerprint()))
-        .collect();
-    if changed.len() < before {
+        .partition(|m| known.get(m.customer_id()) == Some(&m.fingerprint()));
+    if !unchanged.is_empty() {
         // Segment has these as they are now: an older failed attempt at them must
         // not be replayed over it.
-        let unchanged: Vec<String> = ids
-            .into_iter()
-            .filter(|id| !changed.iter().any(|m| m.customer_id() == id))
+        let unchanged_ids: Vec<String> = unchanged
+            .iter()
+            .map(|m| m.customer_id().to_owned())
             .collect();
-        state.remove_dead_letters(&unchanged).await?;
+        state.remove_dead_letters(&unchanged_ids).await?;
     }
-    LiveCounts::add(&live.unchanged, (before - changed.len()) as u64);
+    LiveCounts::add(&live.unchanged, unchanged.len() as u64);
     Ok(changed)
 }
 

@@ -30,8 +30,12 @@ pub fn state_store(path: &Path) -> Result<Arc<dyn SyncStateStore>, Failure> {
 
 /// The Segment client for the configured endpoint.
 pub fn segment_client(vars: &Vars, write_key: WriteKey) -> Result<Arc<dyn SegmentClient>, Failure> {
-    let client = HttpSegmentClient::new(segment_config(vars, write_key)?)
-        .map_err(|e| Failure::Usage(e.to_string()))?;
+    segment_client_with(segment_config(vars, write_key)?)
+}
+
+/// The Segment client for these settings.
+pub fn segment_client_with(config: SegmentConfig) -> Result<Arc<dyn SegmentClient>, Failure> {
+    let client = HttpSegmentClient::new(config).map_err(|e| Failure::Usage(e.to_string()))?;
     Ok(Arc::new(client))
 }
 
@@ -141,9 +145,8 @@ pub async fn serve(args: &ServeArgs, vars: &Vars) -> Result<Exit, Failure> {
     // Each request waits for its own message: a short interval keeps latency low
     // while concurrent requests still share batches.
     segment.flush_interval = SERVE_FLUSH_INTERVAL;
-    let segment = HttpSegmentClient::new(segment).map_err(|e| Failure::Usage(e.to_string()))?;
     let deps = ServeDeps {
-        segment: Arc::new(segment),
+        segment: segment_client_with(segment)?,
         source: api_source(vars)?,
         state: state_store(&vars.state_path(args.state.state.as_deref()))?,
         strategy,
