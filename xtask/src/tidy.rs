@@ -1,11 +1,21 @@
-//! Tidy checks over the workspace's own files: dependencies point inward only.
+//! Tidy checks over the workspace's own files: dependencies point inward only,
+//! the inner rings depend only on what their allow-lists name, and the
+//! troubleshooting guide and the code's messages agree.
+//!
+//! Crates and their dependencies come from `cargo metadata`, so a new crate is
+//! checked the day it is added (and must be placed in [`RINGS`] first).
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use serde_json::Value;
 
 use crate::workspace_root;
 
-/// Each internal crate, innermost first, with the crates of the workspace it may use.
+/// Each workspace crate, innermost first, with the workspace crates it may use as a
+/// normal dependency. Any crate may also use the testkit in its tests.
 const RINGS: &[(&str, &[&str])] = &[
     ("segment-sync-domain", &[]),
     ("segment-sync-ports", &["segment-sync-domain"]),
@@ -21,142 +31,232 @@ const RINGS: &[(&str, &[&str])] = &[
             "segment-sync-adapters",
         ],
     ),
+    (
+        "segment-sync-testkit",
+        &["segment-sync-domain", "segment-sync-ports"],
+    ),
+    ("xtask", &["segment-sync-domain", "segment-sync-testkit"]),
 ];
 
-/// Crates that do I/O, run an executor or talk to a network or database.
-const IO_CRATES: &[&str] = &[
-    "tokio",
-    "reqwest",
-    "hyper",
-    "rusqlite",
-    "axum",
-    "tower",
-    "async-std",
-    "mio",
-    "wiremock",
-    "tracing-subscriber",
-    "sqlx",
-    "ureq",
+/// The test-support crate: allowed in any crate's dev-dependencies, never in a
+/// product crate's normal ones.
+const TESTKIT: &str = "segment-sync-testkit";
+
+/// Everything the pure core may depend on: parsing, hashing and error types, no
+/// executor, network, database or clock.
+const DOMAIN_ALLOWED: &[&str] = &[
+    "base64",
+    "httpdate",
+    "secrecy",
+    "serde",
+    "serde_json",
+    "serde_path_to_error",
+    "thiserror",
+    "xxhash-rust",
 ];
 
-fn manifest(dir: &str) -> String {
-    let path = workspace_root().join(dir).join("Cargo.toml");
-    fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+/// Everything the ports may depend on: the domain, trait plumbing and the types
+/// their signatures use.
+const PORTS_ALLOWED: &[&str] = &[
+    "segment-sync-domain",
+    "async-trait",
+    "mockall",
+    "thiserror",
+    "time",
+];
+
+/// A dependency as `cargo metadata` lists it.
+#[derive(Debug, Clone)]
+struct Dependency {
+    name: String,
+    /// `None` for a normal dependency, else `dev` or `build`.
+    kind: Option<String>,
 }
 
-/// The dependency names in the `[dependencies]`, `[dev-dependencies]` and
-/// `[build-dependencies]` tables of a manifest, by table.
-fn dependencies(manifest: &str) -> BTreeMap<String, Vec<String>> {
-    let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut current: Option<String> = None;
-    for line in manifest.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            let table = line.trim_matches(|c| c == '[' || c == ']').to_owned();
-            current = table.ends_with("dependencies").then_some(table);
-            continue;
-        }
-        let Some(table) = &current else { continue };
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        if let Some((name, _)) = line.split_once('=') {
-            let name = name
-                .trim()
-                .split('.')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_owned();
-            tables.entry(table.clone()).or_default().push(name);
-        }
-    }
-    tables
+/// A workspace crate as `cargo metadata` lists it.
+#[derive(Debug, Clone)]
+struct Package {
+    name: String,
+    manifest: PathBuf,
+    publishable: bool,
+    dependencies: Vec<Dependency>,
 }
 
-fn crate_dir(package: &str) -> &'static str {
-    match package {
-        "segment-sync-domain" => "crates/domain",
-        "segment-sync-ports" => "crates/ports",
-        "segment-sync-adapters" => "crates/adapters",
-        "segment-sync" => "crates/app",
-        other => panic!("unknown crate {other}"),
+impl Package {
+    fn normal_dependencies(&self) -> impl Iterator<Item = &str> {
+        self.dependencies
+            .iter()
+            .filter(|d| d.kind.as_deref() != Some("dev"))
+            .map(|d| d.name.as_str())
     }
+}
+
+/// The workspace's crates, read once per test process.
+fn packages() -> &'static [Package] {
+    static PACKAGES: OnceLock<Vec<Package>> = OnceLock::new();
+    PACKAGES.get_or_init(|| {
+        let output = crate::cargo()
+            .args([
+                "metadata",
+                "--format-version",
+                "1",
+                "--no-deps",
+                "--offline",
+            ])
+            .output()
+            .expect("cargo metadata runs");
+        assert!(
+            output.status.success(),
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let metadata: Value = serde_json::from_slice(&output.stdout).expect("metadata is JSON");
+        parse_packages(&metadata)
+    })
+}
+
+fn parse_packages(metadata: &Value) -> Vec<Package> {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    metadata["packages"]
+        .as_array()
+        .expect("metadata lists packages")
+        .iter()
+        .map(|package| Package {
+            name: text(&package["name"]),
+            manifest: PathBuf::from(text(&package["manifest_path"])),
+            // `publish = false` reads as an empty list of registries.
+            publishable: package["publish"]
+                .as_array()
+                .is_none_or(|registries| !registries.is_empty()),
+            dependencies: package["dependencies"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|d| Dependency {
+                    name: text(&d["name"]),
+                    kind: d["kind"].as_str().map(str::to_owned),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// What is wrong with the workspace's dependency graph, one line per problem.
+fn ring_violations(packages: &[Package]) -> Vec<String> {
+    let rings: BTreeMap<&str, &[&str]> = RINGS.iter().copied().collect();
+    let internal: Vec<&str> = packages.iter().map(|p| p.name.as_str()).collect();
+    let mut violations = Vec::new();
+    for package in packages {
+        let Some(allowed) = rings.get(package.name.as_str()) else {
+            violations.push(format!(
+                "{} is not in tidy's RINGS: say which ring it is in and what it may use",
+                package.name
+            ));
+            continue;
+        };
+        for dependency in &package.dependencies {
+            let name = dependency.name.as_str();
+            if !internal.contains(&name) || name == package.name {
+                continue;
+            }
+            let dev = dependency.kind.as_deref() == Some("dev");
+            let fine = allowed.contains(&name) || (dev && name == TESTKIT);
+            if !fine {
+                let table = dependency.kind.as_deref().unwrap_or("normal");
+                violations.push(format!(
+                    "{} depends outward on {name} ({table} dependency)",
+                    package.name
+                ));
+            }
+        }
+    }
+    violations
+}
+
+/// Normal dependencies of `crate_name` that its allow-list does not name.
+fn not_allowed(packages: &[Package], crate_name: &str, allowed: &[&str]) -> Vec<String> {
+    let package = packages
+        .iter()
+        .find(|p| p.name == crate_name)
+        .unwrap_or_else(|| panic!("{crate_name} is in the workspace"));
+    package
+        .normal_dependencies()
+        .filter(|name| !allowed.contains(name))
+        .map(str::to_owned)
+        .collect()
 }
 
 #[test]
 fn dependencies_point_inward_only() {
-    let internal: Vec<&str> = RINGS.iter().map(|(name, _)| *name).collect();
-    for (package, allowed) in RINGS {
-        let tables = dependencies(&manifest(crate_dir(package)));
-        for (table, names) in &tables {
-            for name in names {
-                if internal.contains(&name.as_str()) {
-                    assert!(
-                        allowed.contains(&name.as_str()),
-                        "{package} depends outward on {name} in [{table}]"
-                    );
-                }
-            }
-        }
-    }
+    let violations = ring_violations(packages());
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
 }
 
 #[test]
-fn domain_does_no_io() {
-    let tables = dependencies(&manifest("crates/domain"));
-    let normal = tables.get("dependencies").cloned().unwrap_or_default();
-    for name in normal {
-        assert!(
-            !IO_CRATES.contains(&name.as_str()),
-            "segment-sync-domain must stay pure but depends on {name}"
-        );
-    }
+fn the_domain_depends_only_on_its_allow_list() {
+    let extra = not_allowed(packages(), "segment-sync-domain", DOMAIN_ALLOWED);
+    assert!(
+        extra.is_empty(),
+        "segment-sync-domain must stay pure; add to DOMAIN_ALLOWED only what does no I/O: {extra:?}"
+    );
 }
 
 #[test]
-fn ports_speak_domain_types_only() {
-    let tables = dependencies(&manifest("crates/ports"));
-    let normal = tables.get("dependencies").cloned().unwrap_or_default();
-    for name in normal {
-        assert!(
-            !IO_CRATES.contains(&name.as_str()),
-            "segment-sync-ports must not depend on the I/O crate {name}"
-        );
-    }
+fn the_ports_depend_only_on_their_allow_list() {
+    let extra = not_allowed(packages(), "segment-sync-ports", PORTS_ALLOWED);
+    assert!(
+        extra.is_empty(),
+        "segment-sync-ports speaks domain types only, yet depends on {extra:?}"
+    );
 }
 
 #[test]
 fn every_crate_uses_the_workspace_lints() {
-    for dir in [
-        "crates/domain",
-        "crates/ports",
-        "crates/adapters",
-        "crates/app",
-        "xtask",
-    ] {
-        let text = manifest(dir);
+    for package in packages() {
+        let text = fs::read_to_string(&package.manifest).expect("manifest readable");
         assert!(
             text.contains("[lints]\nworkspace = true"),
-            "{dir}/Cargo.toml does not say `[lints] workspace = true`"
+            "{} does not say `[lints] workspace = true`",
+            package.manifest.display()
         );
     }
 }
 
 #[test]
-fn the_manifest_parser_sees_an_outward_dependency() {
-    let tables = dependencies(
-        "[package]\nname = \"x\"\n[dependencies]\nsegment-sync-adapters.workspace = true\ntokio = \"1\"\n[dev-dependencies]\nwiremock = \"0.6\"\n",
+fn the_rules_catch_an_outward_dependency_and_an_unplaced_crate() {
+    let metadata = serde_json::json!({"packages": [
+        {"name": "segment-sync-domain", "manifest_path": "/w/crates/domain/Cargo.toml",
+         "publish": null, "dependencies": [
+            {"name": "segment-sync-adapters", "kind": null},
+            {"name": "tokio", "kind": null}]},
+        {"name": "segment-sync-adapters", "manifest_path": "/w/crates/adapters/Cargo.toml",
+         "publish": null, "dependencies": [
+            {"name": "segment-sync-testkit", "kind": "dev"},
+            {"name": "segment-sync-testkit", "kind": null}]},
+        {"name": "segment-sync-testkit", "manifest_path": "/w/crates/testkit/Cargo.toml",
+         "publish": [], "dependencies": []},
+        {"name": "newcomer", "manifest_path": "/w/crates/newcomer/Cargo.toml",
+         "publish": null, "dependencies": []},
+    ]});
+    let packages = parse_packages(&metadata);
+    assert!(!packages[2].publishable && packages[0].publishable);
+    assert_eq!(
+        ring_violations(&packages),
+        [
+            "segment-sync-domain depends outward on segment-sync-adapters (normal dependency)",
+            "segment-sync-adapters depends outward on segment-sync-testkit (normal dependency)",
+            "newcomer is not in tidy's RINGS: say which ring it is in and what it may use",
+        ]
     );
     assert_eq!(
-        tables["dependencies"],
-        vec!["segment-sync-adapters".to_owned(), "tokio".to_owned()]
+        not_allowed(&packages, "segment-sync-domain", DOMAIN_ALLOWED),
+        ["segment-sync-adapters", "tokio"]
     );
-    assert_eq!(tables["dev-dependencies"], vec!["wiremock".to_owned()]);
 }
 
 /// Every `.rs` file below `dir`, recursively.
-fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+fn rust_files(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
@@ -170,14 +270,13 @@ fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
-/// The source of the product's crates (not tests, benches or xtask).
-fn product_sources() -> Vec<(std::path::PathBuf, String)> {
+/// The source of the product's crates (the publishable ones; not tests, benches,
+/// the testkit or xtask).
+fn product_sources() -> Vec<(PathBuf, String)> {
     let mut files = Vec::new();
-    for krate in ["domain", "ports", "adapters", "app"] {
-        rust_files(
-            &workspace_root().join("crates").join(krate).join("src"),
-            &mut files,
-        );
+    for package in packages().iter().filter(|p| p.publishable) {
+        let dir = package.manifest.parent().expect("a manifest has a folder");
+        rust_files(&dir.join("src"), &mut files);
     }
     files
         .into_iter()

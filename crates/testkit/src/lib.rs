@@ -1,0 +1,7 @@
+//! Test support for segment-sync, shared by every crate's tests and by
+//! `cargo xtask bench`. Never a dependency of the product itself.
+//!
+//! - `contract`: one suite per port; every implementation runs its port's suite.
+//! - `memory`: in-memory implementations of the ports, which pass those suites.
+//! - `fake_segment`, `fake_commercetools`: HTTP stand-ins on local ports (port 0).
+//! - `generate`: realistic commercetools customers, deterministic and streamed.
