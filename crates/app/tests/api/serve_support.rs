@@ -11,13 +11,14 @@ use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use base64::Engine as _;
 use segment_sync::serve::{install_metrics, router_with_timeout, ServeDeps, WebhookToken};
+use segment_sync::service::SyncService;
 use segment_sync_domain::sync::{DeadLetter, RunCounts, RunRecord, RunStatus};
 use segment_sync_domain::{
     Customer, DeliveryError, Fingerprint, Identify, Outcome, UserIdStrategy,
 };
 use segment_sync_ports::{
     CustomerPages, CustomerQuery, CustomerSource, Delivered, PendingOutcome, SegmentClient,
-    SegmentError, SourceError, StateError, SyncStateStore,
+    SegmentError, SourceCapabilities, SourceError, StateError, SyncStateStore,
 };
 use serde_json::{json, Value};
 use time::OffsetDateTime;
@@ -181,6 +182,13 @@ impl FakeSource {
 
 #[async_trait]
 impl CustomerSource for FakeSource {
+    fn capabilities(&self) -> SourceCapabilities {
+        SourceCapabilities {
+            tracks_changes: true,
+            by_id: true,
+        }
+    }
+
     async fn customers(
         &self,
         _query: CustomerQuery,
@@ -399,10 +407,10 @@ pub fn deps(
     token: Option<&str>,
 ) -> ServeDeps {
     ServeDeps {
+        service: SyncService::new(segment.clone(), state.clone(), UserIdStrategy::Email),
         segment: segment.clone(),
         source: source.clone(),
         state: state.clone(),
-        strategy: UserIdStrategy::Email,
         token: token.map(|t| WebhookToken::parse(t).expect("a valid token")),
     }
 }
