@@ -406,3 +406,6 @@ pub fn now_rfc3339() -> String {
         // Formatting the current UTC time cannot fail; keep a dead letter even so.
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;
