@@ -66,6 +66,7 @@ pub struct Page {
 
 /// Why a source could not be read. Fatal errors end a run with exit code 3.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SourceError {
     /// The client credentials were refused.
     #[error("commercetools credentials rejected")]

@@ -188,6 +188,12 @@ async fn handle(deps: &ServeDeps, event: WebhookEvent) -> Reply {
             tracing::info!(%subscribe_url, "SNS subscription confirmation: visit the SubscribeURL to confirm it");
             Reply::SubscriptionConfirmationLogged
         }
+        other => {
+            // Nothing of the event is logged: it may carry personal data.
+            let _ = other;
+            tracing::warn!("webhook event this version does not act on");
+            Reply::Ignored
+        }
     }
 }
 
