@@ -298,12 +298,7 @@ fn to_u64(n: i64, what: &str) -> Result<u64, Failure> {
 }
 
 fn status_text(status: RunStatus) -> &'static str {
-    match status {
-        RunStatus::Running => "running",
-        RunStatus::Succeeded => "succeeded",
-        RunStatus::CompletedWithErrors => "completed_with_errors",
-        RunStatus::Aborted => "aborted",
-    }
+    status.as_str()
 }
 
 fn status_from_text(text: &str) -> Result<RunStatus, Failure> {
@@ -317,10 +312,7 @@ fn status_from_text(text: &str) -> Result<RunStatus, Failure> {
 }
 
 fn kind_text(kind: &DeadLetterKind) -> &'static str {
-    match kind {
-        DeadLetterKind::Rejected => "rejected",
-        DeadLetterKind::Failed => "failed",
-    }
+    kind.as_str()
 }
 
 fn kind_from_text(text: &str) -> Result<DeadLetterKind, Failure> {

@@ -3,24 +3,28 @@
 //! then each configured adapter checks itself against the real service. Each line
 //! shows ✓ or ✗, and every ✗ says how to fix it.
 
-use std::io::Write;
-
 use segment_sync_domain::WriteKeyError;
 use segment_sync_ports::CheckLine;
 
+use crate::output::Stdout;
 use crate::settings::{ConfigError, ConfigErrors, Parsed, Settings, SourceSettings};
 use crate::wiring;
 use crate::{Exit, Failure};
 
-/// Runs every check and prints the lines; exit 0 when all pass, 1 otherwise.
-pub async fn run(settings: &Settings) -> Result<Exit, Failure> {
+/// Runs every check and prints the lines (or, with `json`, one JSON array); exit
+/// 0 when all pass, 1 otherwise.
+pub async fn run(settings: &Settings, json: bool) -> Result<Exit, Failure> {
     let lines = checklist(settings).await;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    for line in &lines {
-        // A closed stdout leaves nobody to read the checklist.
-        let _ = writeln!(out, "{line}");
+    let mut out = Stdout::default();
+    if json {
+        let listed: Vec<ListedCheck<'_>> = lines.iter().map(ListedCheck::from).collect();
+        out.json_pretty(&listed)?;
+    } else {
+        for line in &lines {
+            out.line(line)?;
+        }
     }
+    out.flush()?;
     Ok(if lines.iter().all(CheckLine::passed) {
         Exit::Success
     } else {
@@ -44,6 +48,32 @@ pub async fn checklist(settings: &Settings) -> Vec<CheckLine> {
         [errors_of(&settings.webhook)],
     ));
     lines
+}
+
+/// A line of `check --json`.
+#[derive(serde::Serialize)]
+struct ListedCheck<'a> {
+    check: &'a str,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix: Option<&'a str>,
+}
+
+impl<'a> From<&'a CheckLine> for ListedCheck<'a> {
+    fn from(line: &'a CheckLine) -> Self {
+        let (detail, fix) = match &line.result {
+            Ok(detail) => (Some(detail.as_str()).filter(|d| !d.is_empty()), None),
+            Err(fix) => (None, Some(fix.as_str())),
+        };
+        Self {
+            check: &line.what,
+            ok: line.passed(),
+            detail,
+            fix,
+        }
+    }
 }
 
 fn errors_of<T>(section: &Parsed<T>) -> &[ConfigError] {
@@ -97,15 +127,23 @@ async fn segment_lines(
     vec![key, endpoint]
 }
 
+/// Attempts per commercetools request in `check`: enough to ride out one hiccup,
+/// few enough that an unreachable host is reported in seconds.
+const CHECK_ATTEMPTS: u32 = 2;
+
 async fn commercetools_lines(settings: &Settings) -> Vec<CheckLine> {
     match &settings.commercetools {
-        Ok(config) => match wiring::source(&SourceSettings::Api(Box::new(config.clone()))) {
-            Ok(source) => source.check.self_check().await,
-            Err(failure) => vec![CheckLine::fail(
-                "commercetools settings valid",
-                failure.to_string(),
-            )],
-        },
+        Ok(config) => {
+            let mut config = config.clone();
+            config.retry.max_attempts = config.retry.max_attempts.min(CHECK_ATTEMPTS);
+            match wiring::source(&SourceSettings::Api(Box::new(config))) {
+                Ok(source) => source.check.self_check().await,
+                Err(failure) => vec![CheckLine::fail(
+                    "commercetools settings valid",
+                    failure.to_string(),
+                )],
+            }
+        }
         Err(errors) => vec![
             CheckLine::fail(
                 "commercetools token obtained with the needed scope",

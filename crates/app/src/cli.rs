@@ -27,7 +27,7 @@ pub enum Command {
     /// The history of runs.
     Runs(RunsArgs),
     /// Check the configuration against the real services.
-    Check(StateArg),
+    Check(CheckArgs),
 }
 
 /// Where the state is.
@@ -96,6 +96,17 @@ pub enum DeadLettersCommand {
         /// The state database.
         state: StateArg,
     },
+}
+
+/// `segment-sync check`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// One JSON array of `{"check","ok","detail"|"fix"}` on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    /// The state database.
+    pub state: StateArg,
 }
 
 /// `segment-sync runs`.

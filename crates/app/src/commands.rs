@@ -1,18 +1,16 @@
 //! The commands: each takes the sections of the [`Settings`] it needs, wires the
 //! adapters, runs, and reports what happened with an exit code.
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context as _;
-use segment_sync_domain::sync::{DeadLetterKind, RunCounts};
+use segment_sync_domain::sync::{DeadLetter, RunCounts, RunRecord};
 use segment_sync_domain::UserIdStrategy;
 use segment_sync_ports::{CustomerQuery, CustomerSource};
 use tokio::sync::watch;
 
 use crate::cli::{RunsArgs, ServeArgs, SyncArgs};
-use crate::output::{summary, Progress};
+use crate::output::{summary, Mode, Progress, Stdout};
 use crate::pipeline::{self, Abort, LiveCounts, Ports, Report, Request, DRAIN_TIMEOUT};
 use crate::serve::{self, ServeDeps, ServeOptions};
 use crate::service::{classify, Classified, SyncService};
@@ -27,7 +25,8 @@ pub async fn sync(args: &SyncArgs, settings: &Settings) -> Result<Exit, Failure>
         let query = args
             .since
             .map_or(CustomerQuery::All, CustomerQuery::ChangedSince);
-        return dry_run(wiring::source(source)?.port.as_ref(), query, *strategy).await;
+        let source = wiring::source(source)?.port;
+        return dry_run(source.as_ref(), query, *strategy, args.json).await;
     }
     let (strategy, segment, source, state) = Settings::require((
         &settings.user_id,
@@ -80,15 +79,13 @@ pub async fn dead_letters_replay(json: bool, settings: &Settings) -> Result<Exit
     conclude(report, clock, json)
 }
 
-/// Prints the summary of a run that sent to Segment and picks the exit code.
+/// Prints the summary of a run that sent to Segment and picks the exit code. A
+/// closed stdout loses the summary, not the run.
 fn conclude(report: Result<Report, Abort>, clock: Instant, json: bool) -> Result<Exit, Failure> {
     let report = report.map_err(fatal)?;
-    summary(
-        &report.counts,
-        clock.elapsed(),
-        json,
-        &mut std::io::stdout().lock(),
-    );
+    let mut out = Stdout::default();
+    summary(&report.counts, clock.elapsed(), Mode::Sent, json, &mut out)?;
+    out.flush()?;
     match &report.abort {
         None if report.counts.all_accounted_for() => Ok(Exit::Success),
         None => Ok(Exit::Partial),
@@ -120,40 +117,46 @@ fn interrupt_on_signal() -> watch::Receiver<bool> {
     rx
 }
 
-/// `sync --dry-run`: every payload built and validated, printed as NDJSON.
+/// `sync --dry-run`: every payload built and validated, printed as NDJSON, and
+/// with `json` the summary as the last line. A reader that goes away ends it.
 async fn dry_run(
     source: &dyn CustomerSource,
     query: CustomerQuery,
     strategy: UserIdStrategy,
+    json: bool,
 ) -> Result<Exit, Failure> {
     let clock = Instant::now();
     let mut counts = RunCounts::default();
     let mut pages = source.customers(query).await.map_err(fatal)?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut out = Stdout::default();
     while let Some(page) = pages.next_page().await.map_err(fatal)? {
         for record in page.records {
             counts.read += 1;
             match classify(record, strategy) {
                 Classified::Message(message) => {
                     counts.sent += 1;
-                    writeln!(out, "{}", message.json()).context("cannot write to stdout")?;
+                    out.line(message.json())?;
                 }
-                Classified::Skipped { reason, .. } => {
+                Classified::Skipped {
+                    customer_id,
+                    reason,
+                } => {
                     counts.skipped += 1;
-                    tracing::debug!(%reason, "skipped");
+                    tracing::info!(customer_id, %reason, "would skip");
                 }
                 Classified::Rejected { letter, .. } => {
                     counts.rejected += 1;
-                    tracing::warn!(customer_id = %letter.customer_id, reason = %letter.reason, "rejected");
+                    tracing::warn!(customer_id = %letter.customer_id, reason = %letter.reason, "would reject");
                 }
             }
         }
+        if out.is_closed() {
+            // Nobody reads the payloads any more: a preview piped to `head`.
+            return Ok(Exit::Success);
+        }
     }
-    out.flush().context("cannot write to stdout")?;
-    drop(out);
-    // stdout holds the payloads, so the summary goes to stderr only.
-    summary(&counts, clock.elapsed(), false, &mut std::io::sink());
+    summary(&counts, clock.elapsed(), Mode::DryRun, json, &mut out)?;
+    out.flush()?;
     Ok(if counts.all_accounted_for() {
         Exit::Success
     } else {
@@ -164,75 +167,125 @@ async fn dry_run(
 /// `segment-sync dead-letters list`.
 pub async fn dead_letters_list(json: bool, settings: &Settings) -> Result<Exit, Failure> {
     let (state,) = Settings::require((&settings.state,))?;
-    let letters = wiring::state(state)?
+    let letters = wiring::existing_state(state)?
         .port
         .dead_letters()
         .await
         .map_err(fatal)?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = Stdout::default();
     if json {
-        serde_json::to_writer_pretty(&mut out, &letters).context("cannot write to stdout")?;
-        writeln!(out).context("cannot write to stdout")?;
+        let listed: Vec<ListedDeadLetter<'_>> =
+            letters.iter().map(ListedDeadLetter::from).collect();
+        out.json_pretty(&listed)?;
     } else if letters.is_empty() {
-        writeln!(out, "no dead letters").context("cannot write to stdout")?;
+        out.line("no dead letters")?;
     } else {
         for letter in &letters {
-            let kind = match letter.kind {
-                DeadLetterKind::Rejected => "rejected",
-                DeadLetterKind::Failed => "failed",
-            };
-            writeln!(
-                out,
-                "{}\t{kind}\t{}\t{}\tattempts={}\t{}",
-                letter.recorded_at, letter.customer_id, letter.code, letter.attempts, letter.reason
-            )
-            .context("cannot write to stdout")?;
+            out.line(format_args!(
+                "{}\t{}\t{}\t{}\tattempts={}\t{}",
+                letter.recorded_at,
+                letter.kind,
+                letter.customer_id,
+                letter.code,
+                letter.attempts,
+                letter.reason
+            ))?;
         }
     }
+    out.flush()?;
     Ok(Exit::Success)
+}
+
+/// A dead letter as `dead-letters list --json` shows it: the payload as the JSON
+/// object it is, not a string holding it.
+#[derive(serde::Serialize)]
+struct ListedDeadLetter<'a> {
+    customer_id: &'a str,
+    kind: &'a str,
+    code: &'a str,
+    reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<&'a serde_json::value::RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<&'a str>,
+    attempts: u32,
+    recorded_at: &'a str,
+}
+
+impl<'a> From<&'a DeadLetter> for ListedDeadLetter<'a> {
+    fn from(letter: &'a DeadLetter) -> Self {
+        Self {
+            customer_id: &letter.customer_id,
+            kind: letter.kind.as_str(),
+            code: &letter.code,
+            reason: &letter.reason,
+            // Payloads are the messages this tool wrote: always JSON.
+            payload: letter
+                .payload
+                .as_deref()
+                .and_then(|p| serde_json::from_str(p).ok()),
+            fingerprint: letter.fingerprint.as_deref(),
+            attempts: letter.attempts,
+            recorded_at: &letter.recorded_at,
+        }
+    }
 }
 
 /// `segment-sync runs`.
 pub async fn runs(args: &RunsArgs, settings: &Settings) -> Result<Exit, Failure> {
     let (state,) = Settings::require((&settings.state,))?;
-    let runs = wiring::state(state)?
+    let runs = wiring::existing_state(state)?
         .port
         .runs(args.limit)
         .await
         .map_err(fatal)?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = Stdout::default();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &runs).context("cannot write to stdout")?;
-        writeln!(out).context("cannot write to stdout")?;
+        out.json_pretty(&runs)?;
     } else if runs.is_empty() {
-        writeln!(out, "no runs yet").context("cannot write to stdout")?;
+        out.line("no runs yet")?;
     } else {
         for run in &runs {
-            let c = run.counts;
-            writeln!(
-                out,
-                "#{} {} {} {:?} read={} sent={} unchanged={} skipped={} rejected={} failed={}{}",
-                run.id,
-                run.kind,
-                run.started_at,
-                run.status,
-                c.read,
-                c.sent,
-                c.unchanged,
-                c.skipped,
-                c.rejected,
-                c.failed,
-                run.error
-                    .as_ref()
-                    .map(|e| format!(" error={e}"))
-                    .unwrap_or_default()
-            )
-            .context("cannot write to stdout")?;
+            out.line(describe_run(run))?;
         }
     }
+    out.flush()?;
     Ok(Exit::Success)
+}
+
+/// One line of `runs`: id, kind, start, status, how long it took, the counts.
+fn describe_run(run: &RunRecord) -> String {
+    let c = run.counts;
+    let took = run
+        .finished_at
+        .as_deref()
+        .and_then(|finished| seconds_between(&run.started_at, finished))
+        .map(|s| format!(" took={s:.1}s"))
+        .unwrap_or_default();
+    format!(
+        "#{} {} {} {}{took} read={} sent={} unchanged={} skipped={} rejected={} failed={}{}",
+        run.id,
+        run.kind,
+        run.started_at,
+        run.status,
+        c.read,
+        c.sent,
+        c.unchanged,
+        c.skipped,
+        c.rejected,
+        c.failed,
+        run.error
+            .as_ref()
+            .map(|e| format!(" error={e}"))
+            .unwrap_or_default()
+    )
+}
+
+fn seconds_between(start: &str, end: &str) -> Option<f64> {
+    let parse = |at: &str| {
+        time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()
+    };
+    Some((parse(end)? - parse(start)?).as_seconds_f64())
 }
 
 /// `segment-sync serve`: wires the adapters and serves until SIGTERM or SIGINT.

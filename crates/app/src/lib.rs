@@ -78,7 +78,15 @@ pub fn run() -> i32 {
     };
     let settings = Settings::parse(&env, &Flags::of(&cli.command));
     match &settings.log {
-        Ok(log) => telemetry::init(log),
+        Ok(log) => {
+            // `check` reports through its list; retry warnings would only come first.
+            let default = if matches!(cli.command, Command::Check(_)) {
+                "error"
+            } else {
+                "info"
+            };
+            telemetry::init(log, default);
+        }
         // `check` shows it among its lines; every other command stops here.
         Err(errors) if !matches!(cli.command, Command::Check(_)) => {
             eprintln!("{errors}");
@@ -120,6 +128,6 @@ async fn dispatch(command: Command, settings: Settings) -> Result<Exit, Failure>
             commands::dead_letters_replay(json, &settings).await
         }
         Command::Runs(args) => commands::runs(&args, &settings).await,
-        Command::Check(_) => check::run(&settings).await,
+        Command::Check(args) => check::run(&settings, args.json).await,
     }
 }

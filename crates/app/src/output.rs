@@ -1,6 +1,7 @@
 //! What a person running a command sees: progress while it runs, a summary at the end.
 
-use std::io::{IsTerminal, Write};
+use std::fmt;
+use std::io::{BufWriter, IsTerminal, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::pipeline::LiveCounts;
+use crate::Failure;
 
 /// How often progress is logged when stderr is not a terminal.
 const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -76,8 +78,14 @@ impl Progress {
 }
 
 fn describe(counts: &RunCounts, elapsed: Duration) -> String {
+    describe_as(counts, elapsed, "sent")
+}
+
+/// The counts in words; `sent` is what the sent count is called (a dry run sends
+/// nothing: it "would send").
+fn describe_as(counts: &RunCounts, elapsed: Duration, sent: &str) -> String {
     format!(
-        "read {} · sent {} · unchanged {} · skipped {} · rejected {} · failed {} · {:.0} customers/s",
+        "read {} · {sent} {} · unchanged {} · skipped {} · rejected {} · failed {} · {:.0} customers/s",
         counts.read,
         counts.sent,
         counts.unchanged,
@@ -109,11 +117,30 @@ struct JsonSummary {
     duration_ms: u128,
 }
 
+/// How a run sent: for real, or as a dry run that only builds the payloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Messages went to Segment.
+    Sent,
+    /// A dry run: nothing was sent.
+    DryRun,
+}
+
 /// Prints the summary: a line on stderr, and with `json` one object on `out`.
-pub fn summary(counts: &RunCounts, elapsed: Duration, json: bool, out: &mut dyn Write) {
+pub fn summary(
+    counts: &RunCounts,
+    elapsed: Duration,
+    mode: Mode,
+    json: bool,
+    out: &mut Stdout,
+) -> Result<(), Failure> {
+    let sent = match mode {
+        Mode::Sent => "sent",
+        Mode::DryRun => "would send",
+    };
     eprintln!(
         "{} in {:.2} s",
-        describe(counts, elapsed).replace(" · ", ", "),
+        describe_as(counts, elapsed, sent).replace(" · ", ", "),
         elapsed.as_secs_f64()
     );
     if json {
@@ -126,8 +153,83 @@ pub fn summary(counts: &RunCounts, elapsed: Duration, json: bool, out: &mut dyn 
             failed: counts.failed,
             duration_ms: elapsed.as_millis(),
         };
-        // A closed stdout leaves nothing to report to.
-        let _ = serde_json::to_writer(&mut *out, &summary);
-        let _ = writeln!(out);
+        out.json_line(&summary)?;
+    }
+    Ok(())
+}
+
+/// Standard output, buffered, for what a command prints as its result. A reader
+/// that goes away (`| head -1`) ends the printing quietly: later lines are
+/// dropped and the command carries on, or stops where printing was its only job.
+pub struct Stdout {
+    out: Option<BufWriter<std::io::Stdout>>,
+}
+
+impl Default for Stdout {
+    fn default() -> Self {
+        Self {
+            out: Some(BufWriter::new(std::io::stdout())),
+        }
+    }
+}
+
+impl Stdout {
+    /// Whether the reader went away.
+    pub fn is_closed(&self) -> bool {
+        self.out.is_none()
+    }
+
+    /// Writes one line (dropped once the reader went away).
+    pub fn line(&mut self, text: impl fmt::Display) -> Result<(), Failure> {
+        self.write_with(|out| writeln!(out, "{text}"))
+    }
+
+    /// Writes a value as one line of JSON.
+    pub fn json_line(&mut self, value: &impl Serialize) -> Result<(), Failure> {
+        self.write_with(|out| {
+            serde_json::to_writer(&mut *out, value).map_err(std::io::Error::from)?;
+            writeln!(out)
+        })
+    }
+
+    /// Writes a value as indented JSON.
+    pub fn json_pretty(&mut self, value: &impl Serialize) -> Result<(), Failure> {
+        self.write_with(|out| {
+            serde_json::to_writer_pretty(&mut *out, value).map_err(std::io::Error::from)?;
+            writeln!(out)
+        })
+    }
+
+    /// Flushes what is buffered.
+    pub fn flush(&mut self) -> Result<(), Failure> {
+        self.write_with(Write::flush)
+    }
+
+    fn write_with(
+        &mut self,
+        write: impl FnOnce(&mut BufWriter<std::io::Stdout>) -> std::io::Result<()>,
+    ) -> Result<(), Failure> {
+        let Some(out) = self.out.as_mut() else {
+            return Ok(());
+        };
+        match write(out) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+                // Nothing more can reach the reader; what is buffered goes with
+                // it (the writer's own flush on drop ignores the same error).
+                self.out = None;
+                Ok(())
+            }
+            Err(error) => Err(Failure::Other(
+                anyhow::Error::new(error).context("cannot write to stdout"),
+            )),
+        }
+    }
+}
+
+impl Drop for Stdout {
+    fn drop(&mut self) {
+        // A last flush for callers that did not; a closed reader is fine here.
+        let _ = self.flush();
     }
 }

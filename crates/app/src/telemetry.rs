@@ -6,10 +6,16 @@ use tracing_subscriber::EnvFilter;
 
 use crate::settings::{LogFormat, LogSettings};
 
-/// Installs the global subscriber once; later calls do nothing.
-pub fn init(settings: &LogSettings) {
+/// Installs the global subscriber once; later calls do nothing. Without
+/// `RUST_LOG`, `default_filter` applies (a command whose output is a report, such
+/// as `check`, keeps its stderr for errors).
+pub fn init(settings: &LogSettings, default_filter: &str) {
     // The settings checked the filter; a default keeps logging on regardless.
-    let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = settings
+        .filter
+        .as_deref()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(default_filter));
     let stderr_is_terminal = std::io::stderr().is_terminal();
     let json = match settings.format {
         Some(LogFormat::Json) => true,

@@ -59,6 +59,18 @@ pub fn state(location: &StateLocation) -> Result<Wired<dyn SyncStateStore>, Fail
     })
 }
 
+/// The state store at `location` for a command that only reads it: one that does
+/// not exist yet is an error rather than a new, empty database.
+pub fn existing_state(location: &StateLocation) -> Result<Wired<dyn SyncStateStore>, Failure> {
+    match location {
+        StateLocation::Sqlite(path) if !path.exists() => Err(Failure::Usage(format!(
+            "no state database at {}: run `segment-sync sync` first, or point --state or SEGMENT_SYNC_STATE at the right file",
+            path.display()
+        ))),
+        _ => state(location),
+    }
+}
+
 /// The Segment client for these settings.
 pub fn segment(config: &SegmentConfig) -> Result<Wired<dyn SegmentClient>, Failure> {
     Ok(wired!(

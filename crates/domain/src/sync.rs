@@ -30,11 +30,28 @@ impl RunCounts {
 
 /// Why a customer is in the dead letters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DeadLetterKind {
     /// Refused for good; replay only after the data is fixed.
     Rejected,
     /// Could not be delivered; replay sends it again.
     Failed,
+}
+
+impl DeadLetterKind {
+    /// `rejected` or `failed`, as lists, JSON and the state show it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Rejected => "rejected",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for DeadLetterKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A message that did not reach Segment, kept with enough to send it again.
@@ -52,7 +69,9 @@ pub struct DeadLetter {
     pub payload: Option<String>,
     /// The content fingerprint of `payload`, hex.
     pub fingerprint: Option<String>,
-    /// How many runs tried to deliver it.
+    /// How many times it was tried and ended here: once per run (`sync`,
+    /// `dead-letters replay`) or webhook request, however many HTTP requests
+    /// (retries) each made.
     pub attempts: u32,
     /// When it was last recorded, RFC 3339.
     pub recorded_at: String,
@@ -93,6 +112,24 @@ pub enum RunStatus {
     CompletedWithErrors,
     /// Stopped by a fatal error or an interrupt.
     Aborted,
+}
+
+impl RunStatus {
+    /// The word lists, JSON and the state use: `running`, `succeeded`, …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::CompletedWithErrors => "completed_with_errors",
+            Self::Aborted => "aborted",
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One line of run history.

@@ -205,8 +205,8 @@ impl Flags {
             },
             // `check` judges the webhook's settings by what they hold: running
             // without a token is `serve`'s flag to give, not a setting to fix.
-            Command::Check(arg) => Self {
-                state: state(arg),
+            Command::Check(args) => Self {
+                state: state(&args.state),
                 allow_unauthenticated: true,
                 ..Self::default()
             },
@@ -230,8 +230,8 @@ pub enum LogFormat {
 /// Logging: what is logged and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogSettings {
-    /// The `RUST_LOG` filter.
-    pub filter: String,
+    /// The `RUST_LOG` filter; `None` leaves the choice to the command.
+    pub filter: Option<String>,
     /// `LOG_FORMAT`; unset picks pretty on a terminal, JSON otherwise.
     pub format: Option<LogFormat>,
 }
@@ -378,12 +378,17 @@ fn log(env: &Env) -> Parsed<LogSettings> {
     let filter = errors
         .keep(env.get("RUST_LOG"))
         .flatten()
-        .unwrap_or("info")
-        .to_owned();
-    if let Err(error) = tracing_subscriber::EnvFilter::try_new(&filter) {
+        .map(str::to_owned);
+    if let Some(Err(error)) = filter
+        .as_deref()
+        .map(tracing_subscriber::EnvFilter::try_new)
+    {
         errors.0.push(ConfigError::Invalid {
             name: "RUST_LOG",
-            reason: format!("`{filter}` is not a log filter ({error})"),
+            reason: format!(
+                "`{}` is not a log filter ({error})",
+                filter.as_deref().unwrap_or_default()
+            ),
         });
     }
     let format = errors.keep(env.get("LOG_FORMAT").and_then(|value| {

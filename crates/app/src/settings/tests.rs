@@ -280,7 +280,7 @@ fn log_format_and_filter_are_checked() {
     assert_eq!(
         settings.log.unwrap(),
         LogSettings {
-            filter: "debug".to_owned(),
+            filter: Some("debug".to_owned()),
             format: Some(LogFormat::Json)
         }
     );

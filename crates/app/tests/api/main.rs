@@ -1,6 +1,7 @@
 //! The application's integration tests, in one binary.
 
 mod check;
+mod first_use;
 mod helpers;
 mod readme;
 mod rule;

@@ -1,0 +1,207 @@
+//! What a new user meets first, through the real binary: a closed stdout, the dry
+//! run's summary, read-only commands on a state that does not exist, the lists'
+//! JSON, and `check` telling the truth.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_dry_run_piped_into_head_ends_quietly_with_exit_0() {
+    let app = App::new();
+    let customers: Vec<Value> = (0..20_000).map(|i| customer(i, 0)).collect();
+    let input = app.write_file("in.ndjson", &ndjson(&customers));
+    let mut command = app.command(&["sync", "--input", input.to_str().unwrap(), "--dry-run"]);
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = command.spawn().unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        // The reader (`head -1`) goes away after one line.
+        let output = child.wait_with_output().unwrap();
+        (first, output)
+    })
+    .await
+    .unwrap();
+    let (first, output) = output;
+    assert!(first.contains(r#""type":"identify""#), "{first}");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        !stderr(&output).to_lowercase().contains("broken pipe"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_with_json_ends_with_its_summary_and_says_would_send() {
+    let app = App::new();
+    let input = app.write_file("in.ndjson", &ndjson(&[customer(1, 0), customer(2, 2)]));
+    let output = app
+        .run(&[
+            "sync",
+            "--input",
+            input.to_str().unwrap(),
+            "--dry-run",
+            "--json",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let counts = summary(&output);
+    assert_eq!(counts["read"], 2);
+    assert_eq!(counts["sent"], 1);
+    assert_eq!(counts["skipped"], 1);
+    assert_eq!(
+        stdout(&output).lines().count(),
+        2,
+        "one payload, one summary"
+    );
+    assert!(
+        stderr(&output).contains("would send 1"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test]
+async fn read_only_commands_do_not_create_a_missing_state() {
+    let app = App::new();
+    for args in [
+        &["runs"][..],
+        &["dead-letters", "list"][..],
+        &["runs", "--state", "elsewhere.db"][..],
+    ] {
+        let output = app.run(args).await;
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&output).starts_with("no state database at "),
+            "{}",
+            stderr(&output)
+        );
+    }
+    assert!(!app.state_path().exists());
+    assert!(!app.dir.path().join("elsewhere.db").exists());
+}
+
+#[tokio::test]
+async fn an_input_directory_is_named_as_one() {
+    let app = App::new();
+    let output = app
+        .run(&[
+            "sync",
+            "--dry-run",
+            "--input",
+            app.dir.path().to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("it is a directory, not an export file"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test]
+async fn dead_letters_list_json_shows_payloads_as_objects_and_kinds_in_lowercase() {
+    let segment = FakeSegment::start(SegmentMode::Down).await;
+    let app = App::new()
+        .with_fakes(&segment, None)
+        .env("SEGMENT_MAX_ATTEMPTS", "1");
+    let input = app.write_file("in.ndjson", &ndjson(&[customer(1, 0)]));
+    let run = app.run(&["sync", "--input", input.to_str().unwrap()]).await;
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+
+    let listed = app.run(&["dead-letters", "list", "--json"]).await;
+    let letters: Value = serde_json::from_str(&stdout(&listed)).unwrap();
+    let letter = &letters[0];
+    assert_eq!(letter["kind"], "failed");
+    assert_eq!(letter["payload"]["type"], "identify", "{letter}");
+    assert_eq!(letter["code"], "max_retries_exceeded");
+
+    let text = app.run(&["dead-letters", "list"]).await;
+    assert!(stdout(&text).contains("\tfailed\t"), "{}", stdout(&text));
+}
+
+#[tokio::test]
+async fn runs_show_the_same_status_words_as_their_json_and_how_long_they_took() {
+    let segment = FakeSegment::start(SegmentMode::Accept).await;
+    let app = App::new().with_fakes(&segment, None);
+    let input = app.write_file("in.ndjson", &ndjson(&[customer(1, 0)]));
+    let run = app.run(&["sync", "--input", input.to_str().unwrap()]).await;
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+
+    let json: Value = serde_json::from_str(&stdout(&app.run(&["runs", "--json"]).await)).unwrap();
+    assert_eq!(json[0]["status"], "succeeded");
+    let text = stdout(&app.run(&["runs"]).await);
+    assert!(text.contains(" succeeded took="), "{text}");
+}
+
+#[tokio::test]
+async fn check_refuses_what_sync_refuses_and_speaks_json() {
+    let segment = FakeSegment::start(SegmentMode::Accept).await;
+    let ctp = FakeCommercetools::start(vec![customer(1, 0)]).await;
+    let app = App::new()
+        .with_fakes(&segment, Some(&ctp))
+        .env("SEGMENT_ENDPOINT", "ftp://x")
+        .env("SEGMENT_SYNC_USER_ID", "foo");
+    let output = app.run(&["check", "--json"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    let lines: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let failed: Vec<&str> = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["ok"] == false)
+        .map(|l| l["fix"].as_str().unwrap())
+        .collect();
+    assert!(
+        failed.iter().any(|f| f.contains("SEGMENT_SYNC_USER_ID")),
+        "{failed:?}"
+    );
+    assert!(
+        failed
+            .iter()
+            .any(|f| f.contains("invalid Segment endpoint")),
+        "{failed:?}"
+    );
+    let sync = app.run(&["sync"]).await;
+    assert_eq!(
+        sync.status.code(),
+        Some(2),
+        "sync refuses the same settings"
+    );
+}
+
+#[tokio::test]
+async fn check_names_the_auth_url_when_the_auth_host_is_unreachable() {
+    let segment = FakeSegment::start(SegmentMode::Accept).await;
+    let ctp = FakeCommercetools::start(vec![customer(1, 0)]).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let unreachable = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let app = App::new()
+        .with_fakes(&segment, Some(&ctp))
+        .env("CTP_AUTH_URL", &unreachable)
+        // Unset, as a new user has it: check then logs only errors.
+        .env("RUST_LOG", "");
+    let output = app.run(&["check"]).await;
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let token = text
+        .lines()
+        .skip_while(|l| !l.contains("commercetools token"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(token.contains("CTP_AUTH_URL"), "{text}");
+    assert!(
+        stderr(&output).trim().is_empty(),
+        "retry warnings stay out of the report: {}",
+        stderr(&output)
+    );
+}
