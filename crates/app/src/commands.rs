@@ -86,6 +86,9 @@ fn conclude(report: Result<Report, Abort>, clock: Instant, json: bool) -> Result
     let mut out = Stdout::default();
     summary(&report.counts, clock.elapsed(), Mode::Sent, json, &mut out)?;
     out.flush()?;
+    if let Some(last) = &report.last_failure {
+        eprintln!("last failure: {last}");
+    }
     match &report.abort {
         None if report.counts.all_accounted_for() => Ok(Exit::Success),
         None => Ok(Exit::Partial),

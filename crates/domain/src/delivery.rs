@@ -32,8 +32,9 @@ pub enum DeliveryError {
     /// 429 until the attempts ran out.
     #[error("Rate limited")]
     RateLimited,
-    /// Every attempt failed with something worth retrying.
-    #[error("Max retries exceeded")]
+    /// Every attempt failed with something worth retrying; the last one's cause
+    /// is named.
+    #[error("Max retries exceeded (last: {last})")]
     MaxRetriesExceeded {
         /// The failure of the last attempt.
         last: Box<DeliveryError>,
@@ -171,7 +172,7 @@ mod tests {
                 DeliveryError::MaxRetriesExceeded {
                     last: Box::new(DeliveryError::RateLimited),
                 },
-                "Max retries exceeded",
+                "Max retries exceeded (last: Rate limited)",
                 "max_retries_exceeded",
             ),
             (

@@ -154,7 +154,10 @@ async fn exhausted_attempts_fail_with_max_retries_exceeded_and_flush_still_retur
     });
     assert_eq!(outcomes, vec![expected.clone(), expected.clone()]);
     if let Outcome::Failed(error) = &expected {
-        assert_eq!(error.to_string(), "Max retries exceeded");
+        assert_eq!(
+            error.to_string(),
+            "Max retries exceeded (last: 500 Internal Server Error)"
+        );
         assert_eq!(error.code(), "max_retries_exceeded");
     }
     let requests = server.received_requests().await.unwrap();

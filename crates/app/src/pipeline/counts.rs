@@ -5,9 +5,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use segment_sync_domain::sync::RunCounts;
 use segment_sync_domain::{DeliveryError, Outcome};
 
-/// What a run did so far, for the progress display and the final summary.
+use super::log::NotSentLog;
+
+/// What a run did so far, for the progress display and the final summary; each
+/// customer not sent is also logged (see [`NotSentLog`]).
 #[derive(Debug, Default)]
 pub struct LiveCounts {
+    log: NotSentLog,
     read: AtomicU64,
     sent: AtomicU64,
     unchanged: AtomicU64,
@@ -42,22 +46,43 @@ impl LiveCounts {
         self.unchanged.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(super) fn skipped(&self) {
+    pub(super) fn skipped(&self, customer_id: &str, reason: &dyn std::fmt::Display) {
         self.skipped.fetch_add(1, Ordering::Relaxed);
+        self.log.skipped(customer_id, reason);
     }
 
-    pub(super) fn rejected(&self, n: u64) {
+    pub(super) fn rejected(&self, customer_id: &str, reason: &dyn std::fmt::Display) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        self.log.rejected(customer_id, reason);
+    }
+
+    /// Dead letters that could not even be rebuilt for a replay.
+    pub(super) fn unusable(&self, n: u64) {
         self.rejected.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Counts a message's outcome.
-    pub(super) fn outcome(&self, outcome: &Outcome) {
-        let counter = match outcome {
-            Outcome::Delivered => &self.sent,
-            Outcome::Rejected(_) => &self.rejected,
-            Outcome::Failed(_) => &self.failed,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+    /// Counts (and logs) a message's outcome.
+    pub(super) fn outcome(&self, customer_id: &str, outcome: &Outcome) {
+        match outcome {
+            Outcome::Delivered => {
+                self.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Rejected(error) => self.rejected(customer_id, error),
+            Outcome::Failed(error) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                self.log.failed(customer_id, error);
+            }
+        }
+    }
+
+    /// The reason of the last failure, for the summary.
+    pub fn last_failure(&self) -> Option<String> {
+        self.log.last_failure()
+    }
+
+    /// Ends the per-customer lines with a count of those left out.
+    pub(super) fn finish(&self) {
+        self.log.finish();
     }
 }
 

@@ -9,6 +9,7 @@
 //! only when its [`Plan`] allows and nothing failed.
 
 mod counts;
+mod log;
 mod plan;
 mod read;
 mod record;
@@ -87,6 +88,8 @@ pub struct Report {
     pub counts: RunCounts,
     /// Why it stopped early, if it did.
     pub abort: Option<Abort>,
+    /// Why the last customer that failed did, when one did.
+    pub last_failure: Option<String>,
 }
 
 impl Report {
@@ -123,6 +126,7 @@ pub async fn sync(
         "sync starting"
     );
     let run_id = ports.state.start_run("sync", started_at).await?;
+    let fed = Arc::clone(&live);
     let (counts, abort) = drive(
         ports,
         service,
@@ -134,7 +138,7 @@ pub async fn sync(
                 service,
                 plan.query,
                 request.full,
-                &live,
+                &fed,
                 &fatal,
                 &sent_tx,
                 &mut interrupt,
@@ -146,7 +150,7 @@ pub async fn sync(
     if abort.is_none() && counts.failed == 0 && plan.moves_mark {
         ports.state.set_high_water_mark(started_at).await?;
     }
-    finish(ports, run_id, counts, abort, drain_timeout).await
+    finish(ports, run_id, &live, counts, abort, drain_timeout).await
 }
 
 /// Sends the failed dead letters again. Delivered ones leave the dead letters; the
@@ -162,6 +166,7 @@ pub async fn replay(
         .state
         .start_run("replay", OffsetDateTime::now_utc())
         .await?;
+    let fed = Arc::clone(&live);
     let (counts, abort) = drive(
         ports,
         service,
@@ -169,8 +174,8 @@ pub async fn replay(
         Arc::clone(&live),
         |sent_tx, _fatal| async move {
             let replay = service.replayable().await?;
-            live.read(replay.messages.len() as u64 + replay.unusable);
-            live.rejected(replay.unusable);
+            fed.read(replay.messages.len() as u64 + replay.unusable);
+            fed.unusable(replay.unusable);
             for message in replay.messages {
                 if sent_tx.send(service.submit(message).await?).await.is_err() {
                     break;
@@ -180,13 +185,14 @@ pub async fn replay(
         },
     )
     .await;
-    finish(ports, run_id, counts, abort, drain_timeout).await
+    finish(ports, run_id, &live, counts, abort, drain_timeout).await
 }
 
 /// Closes the Segment client and records how the run ended.
 async fn finish(
     ports: &Ports,
     run_id: i64,
+    live: &LiveCounts,
     counts: RunCounts,
     abort: Option<Abort>,
     drain_timeout: Duration,
@@ -194,10 +200,12 @@ async fn finish(
     if let Err(error) = ports.segment.close_and_flush(drain_timeout).await {
         tracing::warn!(%error, "Segment client did not close cleanly");
     }
+    live.finish();
     let report = Report {
         run_id,
         counts,
         abort,
+        last_failure: live.last_failure(),
     };
     ports
         .state

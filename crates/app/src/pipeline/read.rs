@@ -43,8 +43,11 @@ pub(super) async fn read_and_send(
             match decision {
                 Decision::Send(message) => messages.push(message),
                 Decision::Unchanged { .. } => live.unchanged(),
-                Decision::Skipped { .. } => live.skipped(),
-                Decision::Rejected { .. } => live.rejected(1),
+                Decision::Skipped {
+                    customer_id,
+                    reason,
+                } => live.skipped(&customer_id, &reason),
+                Decision::Rejected { customer_id, error } => live.rejected(&customer_id, &error),
             }
         }
         let mut messages = messages.into_iter();

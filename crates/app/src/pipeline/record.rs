@@ -34,7 +34,7 @@ pub(super) async fn record_outcomes(
         };
         let Some(in_flight) = next else { break };
         let one = in_flight.settle().await;
-        live.outcome(one.outcome());
+        live.outcome(one.customer_id(), one.outcome());
         if is_fatal(one.outcome()) {
             // The whole run is void; a rerun with the right key sends it.
             fatal.store(true, Ordering::SeqCst);

@@ -205,3 +205,57 @@ async fn check_names_the_auth_url_when_the_auth_host_is_unreachable() {
         stderr(&output)
     );
 }
+
+/// The JSON log lines of a run's stderr whose message is `message`.
+fn log_lines<'a>(stderr: &'a str, message: &str) -> Vec<Value> {
+    stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["message"] == message)
+        .collect()
+}
+
+#[tokio::test]
+async fn each_customer_not_sent_is_logged_by_id_and_reason_up_to_a_limit() {
+    let segment = FakeSegment::start(SegmentMode::Down).await;
+    let app = App::new()
+        .with_fakes(&segment, None)
+        .env("SEGMENT_MAX_ATTEMPTS", "1")
+        .env("RUST_LOG", "info");
+    // 250 without an email, 3 with one (which Segment will not take).
+    let mut customers: Vec<Value> = (0..250).map(|i| customer(i, 1)).collect();
+    customers.extend((1000..1003).map(|i| customer(i, 0)));
+    let input = app.write_file("in.ndjson", &ndjson(&customers));
+    let output = app.run(&["sync", "--input", input.to_str().unwrap()]).await;
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+
+    let skipped = log_lines(&err, "customer skipped");
+    assert_eq!(skipped.len(), 100, "the first 100, then a count");
+    assert_eq!(skipped[0]["reason"], "customer has no email");
+    assert!(skipped[0]["customer_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("cust-"));
+    assert!(err.contains("150 more customers skipped"), "{err}");
+
+    let failed = log_lines(&err, "customer not delivered; it is in the dead letters");
+    assert_eq!(failed.len(), 3);
+    assert_eq!(
+        failed[0]["reason"],
+        "Max retries exceeded (last: 500 Internal Server Error)"
+    );
+    let early = log_lines(
+        &err,
+        "Segment did not take a batch; the run goes on and what fails goes to the dead letters",
+    );
+    assert_eq!(early.len(), 1, "said once, as soon as it happens");
+    assert!(
+        err.contains("last failure: Max retries exceeded (last: 500 Internal Server Error)"),
+        "{err}"
+    );
+    assert!(
+        !err.to_lowercase().contains("@example.com"),
+        "no email in the logs"
+    );
+}

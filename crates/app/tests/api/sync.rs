@@ -197,7 +197,10 @@ async fn failures_go_to_dead_letters_and_replay_delivers_them() {
     let letters: Value = serde_json::from_str(&stdout(&letters)).unwrap();
     assert_eq!(letters.as_array().unwrap().len(), 50);
     assert_eq!(letters[0]["code"], "max_retries_exceeded");
-    assert_eq!(letters[0]["reason"], "Max retries exceeded");
+    assert_eq!(
+        letters[0]["reason"],
+        "Max retries exceeded (last: 500 Internal Server Error)"
+    );
 
     let store =
         segment_sync_adapters::sqlite_state::SqliteStateStore::open(&app.state_path()).unwrap();
