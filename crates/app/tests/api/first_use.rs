@@ -207,7 +207,7 @@ async fn check_names_the_auth_url_when_the_auth_host_is_unreachable() {
 }
 
 /// The JSON log lines of a run's stderr whose message is `message`.
-fn log_lines<'a>(stderr: &'a str, message: &str) -> Vec<Value> {
+fn log_lines(stderr: &str, message: &str) -> Vec<Value> {
     stderr
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
