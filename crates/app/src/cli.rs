@@ -18,17 +18,72 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Send every customer (or those changed since the last run) to Segment.
+    #[command(after_help = SYNC_HELP)]
     Sync(SyncArgs),
     /// Receive commercetools Subscription messages over HTTP.
+    #[command(after_help = SERVE_HELP)]
     Serve(ServeArgs),
     /// What Segment refused or could not take, and sending it again.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = STATE_HELP)]
     DeadLetters(DeadLettersCommand),
     /// The history of runs.
+    #[command(after_help = STATE_HELP)]
     Runs(RunsArgs),
     /// Check the configuration against the real services.
+    #[command(after_help = CHECK_HELP)]
     Check(CheckArgs),
 }
+
+const SYNC_HELP: &str = "\
+Variables (environment, else .env; docs/configuration.md):
+  SEGMENT_WRITE_KEY (not for --dry-run), SEGMENT_ENDPOINT, SEGMENT_MAX_ATTEMPTS,
+  SEGMENT_MAX_IN_FLIGHT, SEGMENT_GZIP, SEGMENT_SYNC_USER_ID, SEGMENT_SYNC_STATE,
+  CTP_PROJECT_KEY, CTP_CLIENT_ID, CTP_CLIENT_SECRET, CTP_REGION or CTP_AUTH_URL
+  and CTP_API_URL, CTP_SCOPES (not with --input), RUST_LOG, LOG_FORMAT
+
+Exit codes:
+  0    every customer sent, unchanged or skipped
+  1    some rejected or failed (in the dead letters)
+  2    configuration or usage error; nothing sent
+  3    aborted: invalid write key, commercetools credentials or scope
+  130  interrupted (Ctrl-C, SIGTERM); run again to continue";
+
+const SERVE_HELP: &str = "\
+Routes:
+  POST /webhooks/commercetools   Subscription messages (Platform, Pub/Sub push,
+                                 CloudEvents, SNS); Bearer token or ?token=
+  GET  /healthz                  alive
+  GET  /readyz                   ready: the state answers
+  GET  /metrics                  Prometheus text
+
+Variables (environment, else .env; docs/configuration.md):
+  WEBHOOK_TOKEN, PORT, SEGMENT_WRITE_KEY, SEGMENT_ENDPOINT, SEGMENT_MAX_ATTEMPTS,
+  SEGMENT_MAX_IN_FLIGHT, SEGMENT_GZIP, SEGMENT_SYNC_USER_ID, SEGMENT_SYNC_STATE,
+  CTP_PROJECT_KEY, CTP_CLIENT_ID, CTP_CLIENT_SECRET, CTP_REGION or CTP_AUTH_URL
+  and CTP_API_URL, CTP_SCOPES, RUST_LOG, LOG_FORMAT
+
+Exit codes:
+  0    stopped by SIGTERM or SIGINT after finishing what was in flight
+  1    the server failed, or Segment did not drain on shutdown
+  2    configuration or usage error (e.g. no WEBHOOK_TOKEN)";
+
+const STATE_HELP: &str = "\
+Variables: SEGMENT_SYNC_STATE (the state database), plus for a replay
+  SEGMENT_WRITE_KEY, SEGMENT_ENDPOINT and the Segment tuning variables;
+  RUST_LOG, LOG_FORMAT
+
+Exit codes:
+  0    done
+  1    a replay left some rejected or failed
+  2    configuration or usage error (e.g. no state database there)
+  3    a replay aborted: invalid write key";
+
+const CHECK_HELP: &str = "\
+Variables: every variable the other commands read (docs/configuration.md).
+
+Exit codes:
+  0    every check passed
+  1    some check failed; each ✗ says how to fix it";
 
 /// Where the state is.
 #[derive(Debug, Clone, Args)]
@@ -132,6 +187,27 @@ fn parse_rfc3339(value: &str) -> Result<time::OffsetDateTime, String> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn every_variable_the_settings_read_is_in_a_commands_help() {
+        let settings = include_str!("settings/mod.rs");
+        // Every quoted upper-case name in the settings is a variable they read.
+        let read: Vec<&str> = settings
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|quoted| {
+                quoted.len() >= 4 && quoted.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+            })
+            .collect();
+        assert!(read.len() >= 15, "the settings read {read:?}");
+        for name in read {
+            assert!(
+                SYNC_HELP.contains(name) || SERVE_HELP.contains(name),
+                "{name} is read but no command's --help names it"
+            );
+        }
+    }
 
     #[test]
     fn the_command_line_is_well_formed() {

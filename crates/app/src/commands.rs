@@ -108,12 +108,13 @@ fn fatal(error: impl std::fmt::Display) -> Failure {
 fn interrupt_on_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        crate::serve::shutdown_signal().await;
+        let signal = crate::signal::terminate_or_interrupt().await;
         tracing::warn!(
-            "interrupt: no more customers are read; in-flight batches finish (interrupt again to stop at once)"
+            %signal,
+            "sync interrupted: no more customers are read; in-flight batches finish (interrupt again to stop at once)"
         );
         let _ = tx.send(true);
-        crate::serve::shutdown_signal().await;
+        crate::signal::terminate_or_interrupt().await;
         eprintln!("interrupted again: stopping now; unrecorded deliveries are sent again next run");
         std::process::exit(Exit::Interrupted as i32);
     });

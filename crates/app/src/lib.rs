@@ -9,6 +9,7 @@ pub mod pipeline;
 pub mod serve;
 pub mod service;
 pub mod settings;
+pub mod signal;
 pub mod telemetry;
 pub mod wiring;
 

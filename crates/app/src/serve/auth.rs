@@ -82,7 +82,7 @@ pub(super) async fn require_token(
         .get_all(AUTHORIZATION)
         .iter()
         .filter_map(|value| value.to_str().ok())
-        .filter_map(|value| value.strip_prefix("Bearer "))
+        .filter_map(bearer_credentials)
         .any(|candidate| token.matches(candidate.trim()));
     let authorised = bearer
         || Query::<TokenQuery>::try_from_uri(request.uri())
@@ -98,9 +98,25 @@ pub(super) async fn require_token(
     }
 }
 
+/// The credentials of a `Bearer` authorization; the scheme is matched in any
+/// case, as HTTP says (RFC 9110 §11.1).
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(credentials)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_matched_in_any_case() {
+        assert_eq!(bearer_credentials("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_credentials("bearer abc"), Some("abc"));
+        assert_eq!(bearer_credentials("BEARER  abc"), Some(" abc"));
+        assert_eq!(bearer_credentials("Basic abc"), None);
+        assert_eq!(bearer_credentials("Bearer"), None);
+    }
 
     #[test]
     fn blank_tokens_are_refused() {

@@ -31,6 +31,9 @@ use crate::service::SyncService;
 pub use self::auth::{WebhookToken, WebhookTokenError};
 pub use self::metrics::install_metrics;
 
+/// Where commercetools (or the queue in front of it) posts its messages.
+pub const WEBHOOK_PATH: &str = "/webhooks/commercetools";
+
 /// The largest webhook body accepted; larger ones are answered 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -150,11 +153,12 @@ fn build_router(
         ))
         .route_layer(axum::middleware::from_fn(metrics::observe));
     Router::new()
-        .route("/webhooks/commercetools", hook)
+        .route(WEBHOOK_PATH, hook)
         .route("/healthz", get(webhook::healthz))
         .route("/readyz", get(webhook::readyz))
         .with_state(state)
         .route("/metrics", get(metrics::render).with_state(metrics))
+        .fallback(webhook::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
@@ -196,30 +200,8 @@ pub async fn serve(
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C), whichever comes first.
+/// Resolves on SIGTERM or SIGINT, logged as the webhook's shutdown.
 pub async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => tracing::info!("SIGINT received; shutting down"),
-        () = terminate => tracing::info!("SIGTERM received; shutting down"),
-    }
+    let signal = crate::signal::terminate_or_interrupt().await;
+    tracing::info!(%signal, "webhook shutting down");
 }

@@ -152,7 +152,7 @@ pub(super) async fn receive(
         }
         Err(_) => {
             tracing::error!(
-                timeout = ?request_timeout,
+                timeout_ms = request_timeout.as_millis() as u64,
                 "webhook request timed out; the sender will deliver it again"
             );
             reply(Reply::Error)
@@ -167,7 +167,7 @@ async fn handle(deps: &ServeDeps, event: WebhookEvent) -> Reply {
             match deps.source.customer_by_id(&id).await {
                 Ok(Some(customer)) => deliver(deps, customer).await,
                 Ok(None) => {
-                    tracing::info!(customer_id = %id, ?version, "customer no longer exists; nothing sent");
+                    tracing::info!(customer_id = %id, version, "customer no longer exists; nothing sent");
                     Reply::Ignored
                 }
                 Err(error) => {
@@ -226,6 +226,23 @@ async fn deliver(deps: &ServeDeps, customer: Customer) -> Reply {
             Reply::Error
         }
     }
+}
+
+/// Any other path or method: a JSON 404 that names the webhook's path, for the
+/// operator who pointed a subscription at `/`.
+pub(super) async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    tracing::info!(%method, path = uri.path(), "no such route");
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({
+            "error": format!(
+                "not found: {method} {}; commercetools messages go to POST {}",
+                uri.path(),
+                super::WEBHOOK_PATH
+            )
+        })),
+    )
+        .into_response()
 }
 
 /// `GET /healthz`: the process answers.
