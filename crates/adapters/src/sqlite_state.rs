@@ -21,7 +21,7 @@ use rusqlite::{
 };
 use segment_sync_domain::sync::{DeadLetter, DeadLetterKind, RunCounts, RunRecord, RunStatus};
 use segment_sync_domain::Fingerprint;
-use segment_sync_ports::{Delivered, StateError, SyncStateStore};
+use segment_sync_ports::{CheckLine, Delivered, SelfCheck, StateError, SyncStateStore};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
@@ -165,28 +165,30 @@ impl SqliteStateStore {
     }
 }
 
-/// Opens or creates `path` and proves it writable with a write that is rolled
-/// back, for `segment-sync check`. The error names the path. It blocks, as
-/// [`SqliteStateStore::open`] does.
-pub fn check_writable(path: &Path) -> Result<(), StateError> {
-    let store = SqliteStateStore::open(path)?;
-    let not_writable = |e: rusqlite::Error| StateError::Open {
-        path: path.display().to_string(),
-        reason: format!("not writable: {e}"),
-    };
-    let mut conn = store
-        .conn
-        .lock()
-        .map_err(|_| StateError::Storage("state connection poisoned".to_owned()))?;
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(not_writable)?;
-    tx.execute(
-        "INSERT OR REPLACE INTO meta (key, value) VALUES ('writable_check', 'ok')",
-        [],
-    )
-    .map_err(not_writable)?;
-    tx.rollback().map_err(not_writable)
+#[async_trait]
+impl SelfCheck for SqliteStateStore {
+    /// One line: the database takes a write (rolled back at once).
+    async fn self_check(&self) -> Vec<CheckLine> {
+        let what = format!("state database {} writable", self.path);
+        let written = self
+            .with_conn("checking the state is writable", |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                tx.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('writable_check', 'ok')",
+                    [],
+                )?;
+                tx.rollback()?;
+                Ok(())
+            })
+            .await;
+        vec![match written {
+            Ok(()) => CheckLine::pass(what, ""),
+            Err(error) => CheckLine::fail(
+                what,
+                format!("{error}; point --state or SEGMENT_SYNC_STATE at a writable file"),
+            ),
+        }]
+    }
 }
 
 /// Pragmas and schema. The error is the reason for [`StateError::Open`].

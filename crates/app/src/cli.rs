@@ -30,12 +30,12 @@ pub enum Command {
     Check(StateArg),
 }
 
-/// Where the state database is.
+/// Where the state is.
 #[derive(Debug, Clone, Args)]
 pub struct StateArg {
     /// Path of the SQLite state database [env: SEGMENT_SYNC_STATE] [default: segment-sync.db]
     #[arg(long, value_name = "PATH")]
-    pub state: Option<PathBuf>,
+    pub state: Option<String>,
 }
 
 /// `segment-sync sync`.

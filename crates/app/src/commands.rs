@@ -1,149 +1,94 @@
-//! The commands: each reads its configuration, wires the adapters it needs and
-//! reports what happened with an exit code.
+//! The commands: each takes the sections of the [`Settings`] it needs, wires the
+//! adapters, runs, and reports what happened with an exit code.
 
 use std::io::Write;
-use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
-use segment_sync_domain::sync::{DeadLetterKind, RunCounts, RunStatus};
-use segment_sync_ports::{CustomerQuery, SegmentClient, SyncStateStore};
-use time::OffsetDateTime;
+use segment_sync_domain::sync::{DeadLetterKind, RunCounts};
+use segment_sync_domain::UserIdStrategy;
+use segment_sync_ports::{CustomerQuery, CustomerSource};
 use tokio::sync::watch;
 
-use crate::cli::{RunsArgs, ServeArgs, StateArg, SyncArgs};
-use crate::config::Vars;
+use crate::cli::{RunsArgs, ServeArgs, SyncArgs};
 use crate::output::{summary, Progress};
-use crate::pipeline::{
-    self, classify, Abort, Classified, LiveCounts, PipelineOptions, PipelineReport, Ports,
-};
+use crate::pipeline::{self, Abort, LiveCounts, Ports, Report, Request, DRAIN_TIMEOUT};
+use crate::serve::{self, ServeDeps, ServeOptions};
+use crate::service::{classify, Classified, SyncService};
+use crate::settings::{Settings, SourceSettings};
 use crate::wiring;
 use crate::{Exit, Failure};
 
-/// Changes committed just before a run started may become visible to queries a
-/// little later; an incremental run looks back this much before the mark.
-pub const SAFETY_MARGIN: Duration = Duration::from_secs(5 * 60);
-/// How long the last flush of a run may take.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
-
 /// `segment-sync sync`.
-pub async fn sync(args: &SyncArgs, vars: &Vars) -> Result<Exit, Failure> {
-    let strategy = vars.user_id_strategy()?;
+pub async fn sync(args: &SyncArgs, settings: &Settings) -> Result<Exit, Failure> {
     if args.dry_run {
-        let source = wiring::customer_source(vars, args.input.as_deref())?;
+        let (strategy, source) = Settings::require((&settings.user_id, &settings.source))?;
         let query = args
             .since
             .map_or(CustomerQuery::All, CustomerQuery::ChangedSince);
-        return dry_run(source.as_ref(), query, strategy).await;
+        return dry_run(wiring::source(source)?.port.as_ref(), query, *strategy).await;
     }
-    let write_key = vars.write_key()?;
-    let source = wiring::customer_source(vars, args.input.as_deref())?;
-    let state = wiring::state_store(&vars.state_path(args.state.state.as_deref()))?;
-    let segment = wiring::segment_client(vars, write_key)?;
-
-    let started_at = OffsetDateTime::now_utc();
-    let from_api = args.input.is_none();
-    let high_water_mark = state.high_water_mark().await.map_err(fatal)?;
-    let query = match (args.full, args.since, high_water_mark) {
-        (true, _, _) => CustomerQuery::All,
-        (false, Some(since), _) => CustomerQuery::ChangedSince(since),
-        // An export may be older than the last run: read it whole and let the
-        // fingerprints decide.
-        (false, None, _) if !from_api => CustomerQuery::All,
-        (false, None, Some(mark)) => CustomerQuery::ChangedSince(mark - SAFETY_MARGIN),
-        (false, None, None) => CustomerQuery::All,
+    let (strategy, segment, source, state) = Settings::require((
+        &settings.user_id,
+        &settings.segment,
+        &settings.source,
+        &settings.state,
+    ))?;
+    let source = wiring::source(source)?.port;
+    let ports = Ports {
+        state: wiring::state(state)?.port,
+        segment: wiring::segment(segment)?.port,
     };
-    // The mark may move only when this run covered everything since the last mark.
-    let covers_since_mark = from_api
-        && match (query, high_water_mark) {
-            (CustomerQuery::All, _) => true,
-            (CustomerQuery::ChangedSince(from), Some(mark)) => from <= mark,
-            (CustomerQuery::ChangedSince(_), None) => false,
-        };
-    tracing::info!(
-        ?query,
-        full = args.full,
-        source = if from_api { "api" } else { "file" },
-        "sync starting"
+    let service = SyncService::new(
+        Arc::clone(&ports.segment),
+        Arc::clone(&ports.state),
+        *strategy,
     );
-
-    let run_id = state.start_run("sync", started_at).await.map_err(fatal)?;
+    let request = Request {
+        full: args.full,
+        since: args.since,
+    };
     let live = Arc::new(LiveCounts::default());
     let progress = Progress::start(Arc::clone(&live));
     let clock = Instant::now();
-    let ports = Ports {
-        source,
-        segment: Arc::clone(&segment),
-        state: Arc::clone(&state),
-    };
-    let options = PipelineOptions {
-        query,
-        resend_unchanged: args.full,
-        strategy,
-        drain_timeout: DRAIN_TIMEOUT,
-    };
-    let report = pipeline::run(&ports, &options, live, interrupt_on_signal()).await;
-    progress.finish();
-    if report.abort.is_none() && report.counts.failed == 0 && covers_since_mark {
-        state.set_high_water_mark(started_at).await.map_err(fatal)?;
-    }
-    conclude(
-        segment.as_ref(),
-        state.as_ref(),
-        run_id,
-        &report,
-        clock,
-        args.json,
+    let report = pipeline::sync(
+        source.as_ref(),
+        &ports,
+        &service,
+        request,
+        DRAIN_TIMEOUT,
+        live,
+        interrupt_on_signal(),
     )
-    .await
+    .await;
+    progress.finish();
+    conclude(report, clock, args.json)
 }
 
-/// Ends a run that sent to Segment: closes the client, records how the run
-/// ended, prints the summary and picks the exit code.
-async fn conclude(
-    segment: &dyn SegmentClient,
-    state: &dyn SyncStateStore,
-    run_id: i64,
-    report: &PipelineReport,
-    clock: Instant,
-    json: bool,
-) -> Result<Exit, Failure> {
-    if let Err(error) = segment.close_and_flush(DRAIN_TIMEOUT).await {
-        tracing::warn!(%error, "Segment client did not close cleanly");
-    }
-    finish(state, run_id, report).await?;
+/// `segment-sync dead-letters replay`.
+pub async fn dead_letters_replay(json: bool, settings: &Settings) -> Result<Exit, Failure> {
+    let (strategy, segment, state) =
+        Settings::require((&settings.user_id, &settings.segment, &settings.state))?;
+    let segment = wiring::segment(segment)?.port;
+    let state = wiring::state(state)?.port;
+    let service = SyncService::new(Arc::clone(&segment), Arc::clone(&state), *strategy);
+    let ports = Ports { segment, state };
+    let clock = Instant::now();
+    let live = Arc::new(LiveCounts::default());
+    let report = pipeline::replay(&ports, &service, DRAIN_TIMEOUT, live).await;
+    conclude(report, clock, json)
+}
+
+/// Prints the summary of a run that sent to Segment and picks the exit code.
+fn conclude(report: Result<Report, Abort>, clock: Instant, json: bool) -> Result<Exit, Failure> {
+    let report = report.map_err(fatal)?;
     summary(
         &report.counts,
         clock.elapsed(),
         json,
         &mut std::io::stdout().lock(),
     );
-    exit_for(report)
-}
-
-async fn finish(
-    state: &dyn SyncStateStore,
-    run_id: i64,
-    report: &PipelineReport,
-) -> Result<(), Failure> {
-    let status = match (&report.abort, report.counts.all_accounted_for()) {
-        (Some(_), _) => RunStatus::Aborted,
-        (None, true) => RunStatus::Succeeded,
-        (None, false) => RunStatus::CompletedWithErrors,
-    };
-    state
-        .finish_run(
-            run_id,
-            status,
-            report.counts,
-            report.abort.as_ref().map(ToString::to_string),
-        )
-        .await
-        .map_err(fatal)
-}
-
-fn exit_for(report: &PipelineReport) -> Result<Exit, Failure> {
     match &report.abort {
         None if report.counts.all_accounted_for() => Ok(Exit::Success),
         None => Ok(Exit::Partial),
@@ -177,9 +122,9 @@ fn interrupt_on_signal() -> watch::Receiver<bool> {
 
 /// `sync --dry-run`: every payload built and validated, printed as NDJSON.
 async fn dry_run(
-    source: &dyn segment_sync_ports::CustomerSource,
+    source: &dyn CustomerSource,
     query: CustomerQuery,
-    strategy: segment_sync_domain::UserIdStrategy,
+    strategy: UserIdStrategy,
 ) -> Result<Exit, Failure> {
     let clock = Instant::now();
     let mut counts = RunCounts::default();
@@ -194,11 +139,11 @@ async fn dry_run(
                     counts.sent += 1;
                     writeln!(out, "{}", message.json()).context("cannot write to stdout")?;
                 }
-                Classified::Skipped(reason) => {
+                Classified::Skipped { reason, .. } => {
                     counts.skipped += 1;
                     tracing::debug!(%reason, "skipped");
                 }
-                Classified::Rejected(letter) => {
+                Classified::Rejected { letter, .. } => {
                     counts.rejected += 1;
                     tracing::warn!(customer_id = %letter.customer_id, reason = %letter.reason, "rejected");
                 }
@@ -217,9 +162,13 @@ async fn dry_run(
 }
 
 /// `segment-sync dead-letters list`.
-pub async fn dead_letters_list(json: bool, state_path: &Path) -> Result<Exit, Failure> {
-    let state = wiring::state_store(state_path)?;
-    let letters = state.dead_letters().await.map_err(fatal)?;
+pub async fn dead_letters_list(json: bool, settings: &Settings) -> Result<Exit, Failure> {
+    let (state,) = Settings::require((&settings.state,))?;
+    let letters = wiring::state(state)?
+        .port
+        .dead_letters()
+        .await
+        .map_err(fatal)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if json {
@@ -244,37 +193,14 @@ pub async fn dead_letters_list(json: bool, state_path: &Path) -> Result<Exit, Fa
     Ok(Exit::Success)
 }
 
-/// `segment-sync dead-letters replay`.
-pub async fn dead_letters_replay(
-    json: bool,
-    state: &StateArg,
-    vars: &Vars,
-) -> Result<Exit, Failure> {
-    let write_key = vars.write_key()?;
-    let state = wiring::state_store(&vars.state_path(state.state.as_deref()))?;
-    let segment = wiring::segment_client(vars, write_key)?;
-    let run_id = state
-        .start_run("replay", OffsetDateTime::now_utc())
+/// `segment-sync runs`.
+pub async fn runs(args: &RunsArgs, settings: &Settings) -> Result<Exit, Failure> {
+    let (state,) = Settings::require((&settings.state,))?;
+    let runs = wiring::state(state)?
+        .port
+        .runs(args.limit)
         .await
         .map_err(fatal)?;
-    let clock = Instant::now();
-    let live = Arc::new(LiveCounts::default());
-    let report = pipeline::replay(&segment, &state, live, DRAIN_TIMEOUT).await;
-    conclude(
-        segment.as_ref(),
-        state.as_ref(),
-        run_id,
-        &report,
-        clock,
-        json,
-    )
-    .await
-}
-
-/// `segment-sync runs`.
-pub async fn runs(args: &RunsArgs, vars: &Vars) -> Result<Exit, Failure> {
-    let state = wiring::state_store(&vars.state_path(args.state.state.as_deref()))?;
-    let runs = state.runs(args.limit).await.map_err(fatal)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if args.json {
@@ -309,12 +235,38 @@ pub async fn runs(args: &RunsArgs, vars: &Vars) -> Result<Exit, Failure> {
     Ok(Exit::Success)
 }
 
-/// `segment-sync serve`.
-pub async fn serve(args: &ServeArgs, vars: &Vars) -> Result<Exit, Failure> {
-    wiring::serve(args, vars).await
-}
-
-/// `segment-sync check`.
-pub async fn check(state: &StateArg, vars: &Vars) -> Result<Exit, Failure> {
-    crate::check::run(state, vars).await
+/// `segment-sync serve`: wires the adapters and serves until SIGTERM or SIGINT.
+pub async fn serve(args: &ServeArgs, settings: &Settings) -> Result<Exit, Failure> {
+    let (strategy, segment, commercetools, state, webhook) = Settings::require((
+        &settings.user_id,
+        &settings.segment,
+        &settings.commercetools,
+        &settings.state,
+        &settings.webhook,
+    ))?;
+    // The recorder must exist before the Segment client records its metrics.
+    serve::install_metrics();
+    let mut segment = segment.clone();
+    segment.flush_interval = wiring::SERVE_FLUSH_INTERVAL;
+    let segment = wiring::segment(&segment)?.port;
+    let state = wiring::state(state)?.port;
+    let deps = ServeDeps {
+        service: SyncService::new(Arc::clone(&segment), Arc::clone(&state), *strategy),
+        segment,
+        source: wiring::source(&SourceSettings::Api(Box::new(commercetools.clone())))?.port,
+        state,
+        token: webhook.token.clone(),
+    };
+    let options = ServeOptions {
+        listen: webhook.listen,
+        allow_unauthenticated: args.allow_unauthenticated,
+        ..ServeOptions::default()
+    };
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| Failure::Usage(format!("cannot listen on {}: {e}", options.listen)))?;
+    serve::serve(listener, deps, &options, serve::shutdown_signal())
+        .await
+        .map_err(|e| Failure::Other(e.into()))?;
+    Ok(Exit::Success)
 }

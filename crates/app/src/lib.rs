@@ -4,17 +4,18 @@
 pub mod check;
 pub mod cli;
 pub mod commands;
-pub mod config;
 pub mod output;
 pub mod pipeline;
 pub mod serve;
+pub mod service;
+pub mod settings;
 pub mod telemetry;
 pub mod wiring;
 
 use clap::Parser;
 
 use crate::cli::{Cli, Command, DeadLettersCommand};
-use crate::config::Vars;
+use crate::settings::{ConfigError, ConfigErrors, Env, Flags, Settings};
 
 /// The process exit codes of contract §7.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,9 +46,9 @@ pub enum Failure {
     Other(#[from] anyhow::Error),
 }
 
-impl From<config::ConfigError> for Failure {
-    fn from(error: config::ConfigError) -> Self {
-        Self::Usage(error.to_string())
+impl From<ConfigErrors> for Failure {
+    fn from(errors: ConfigErrors) -> Self {
+        Self::Usage(errors.to_string())
     }
 }
 
@@ -61,20 +62,30 @@ impl Failure {
     }
 }
 
-/// Parses the command line, runs the command and returns the process exit code.
+/// Parses the command line and the settings, runs the command and returns the
+/// process exit code.
 pub fn run() -> i32 {
     let cli = Cli::parse();
-    let vars = match std::env::current_dir()
-        .map_err(|e| config::ConfigError::DotEnv(e.to_string()))
-        .and_then(|dir| Vars::load(&dir))
+    let env = match std::env::current_dir()
+        .map_err(|e| ConfigError::DotEnv(e.to_string()))
+        .and_then(|dir| Env::load(&dir))
     {
-        Ok(vars) => vars,
+        Ok(env) => env,
         Err(error) => {
             eprintln!("{error}");
             return Exit::Usage as i32;
         }
     };
-    telemetry::init(&vars);
+    let settings = Settings::parse(&env, &Flags::of(&cli.command));
+    match &settings.log {
+        Ok(log) => telemetry::init(log),
+        // `check` shows it among its lines; every other command stops here.
+        Err(errors) if !matches!(cli.command, Command::Check(_)) => {
+            eprintln!("{errors}");
+            return Exit::Usage as i32;
+        }
+        Err(_) => {}
+    }
     // Blocking work is SQLite's, one call at a time; a few threads suffice, and
     // each thread more costs the allocator a heap of its own.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -88,7 +99,7 @@ pub fn run() -> i32 {
             return Exit::Partial as i32;
         }
     };
-    let result = runtime.block_on(dispatch(cli.command, vars));
+    let result = runtime.block_on(dispatch(cli.command, settings));
     match result {
         Ok(exit) => exit as i32,
         Err(failure) => {
@@ -98,17 +109,17 @@ pub fn run() -> i32 {
     }
 }
 
-async fn dispatch(command: Command, vars: Vars) -> Result<Exit, Failure> {
+async fn dispatch(command: Command, settings: Settings) -> Result<Exit, Failure> {
     match command {
-        Command::Sync(args) => commands::sync(&args, &vars).await,
-        Command::Serve(args) => commands::serve(&args, &vars).await,
-        Command::DeadLetters(DeadLettersCommand::List { json, state }) => {
-            commands::dead_letters_list(json, &vars.state_path(state.state.as_deref())).await
+        Command::Sync(args) => commands::sync(&args, &settings).await,
+        Command::Serve(args) => commands::serve(&args, &settings).await,
+        Command::DeadLetters(DeadLettersCommand::List { json, .. }) => {
+            commands::dead_letters_list(json, &settings).await
         }
-        Command::DeadLetters(DeadLettersCommand::Replay { json, state }) => {
-            commands::dead_letters_replay(json, &state, &vars).await
+        Command::DeadLetters(DeadLettersCommand::Replay { json, .. }) => {
+            commands::dead_letters_replay(json, &settings).await
         }
-        Command::Runs(args) => commands::runs(&args, &vars).await,
-        Command::Check(state) => commands::check(&state, &vars).await,
+        Command::Runs(args) => commands::runs(&args, &settings).await,
+        Command::Check(_) => check::run(&settings).await,
     }
 }

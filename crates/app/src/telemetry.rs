@@ -4,16 +4,17 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::Vars;
+use crate::settings::{LogFormat, LogSettings};
 
 /// Installs the global subscriber once; later calls do nothing.
-pub fn init(vars: &Vars) {
-    let filter = EnvFilter::try_new(vars.get("RUST_LOG").unwrap_or("info"))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = match vars.get("LOG_FORMAT") {
-        Some("json") => true,
-        Some("pretty") => false,
-        _ => !std::io::stderr().is_terminal(),
+pub fn init(settings: &LogSettings) {
+    // The settings checked the filter; a default keeps logging on regardless.
+    let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let stderr_is_terminal = std::io::stderr().is_terminal();
+    let json = match settings.format {
+        Some(LogFormat::Json) => true,
+        Some(LogFormat::Pretty) => false,
+        None => !stderr_is_terminal,
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -22,6 +23,7 @@ pub fn init(vars: &Vars) {
     let _ = if json {
         builder.json().flatten_event(true).try_init()
     } else {
-        builder.try_init()
+        // Colour codes only where a terminal shows them.
+        builder.with_ansi(stderr_is_terminal).try_init()
     };
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 /// [`DeliveryError::code`] its `error.code`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "code", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum DeliveryError {
     /// Segment did not answer within the request timeout.
     #[error("Network timeout")]

@@ -16,6 +16,7 @@ use crate::{LIBRARY_NAME, LIBRARY_VERSION};
 
 /// Why a customer is deliberately not sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SkipReason {
     /// The email is absent, empty or whitespace.
     #[error("customer has no email")]

@@ -14,6 +14,7 @@ pub struct Email(String);
 
 /// Why a string is not an [`Email`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EmailError {
     /// Absent, empty or only whitespace.
     #[error("customer has no email")]
@@ -65,6 +66,7 @@ impl fmt::Display for Email {
 
 /// How a customer's Segment `userId` is chosen.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum UserIdStrategy {
     /// The trimmed, lowercased email; customers without a valid one are skipped.
     #[default]
@@ -144,6 +146,7 @@ pub struct WriteKey(SecretString);
 
 /// Why a write key cannot be used. The messages are the ones users see.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum WriteKeyError {
     /// Not set, or set to the empty string.
     #[error("Missing SEGMENT_WRITE_KEY")]

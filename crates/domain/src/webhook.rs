@@ -17,6 +17,7 @@ use crate::customer::Customer;
 
 /// What a webhook body asks of us.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum WebhookEvent {
     /// The customer's full current state came with the message (`CustomerCreated`).
     CustomerUpserted(Box<Customer>),
@@ -46,6 +47,7 @@ pub enum WebhookEvent {
 
 /// Why a body can never be processed. Each names what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum WebhookError {
     /// The body is not JSON.
     #[error("body is not valid JSON: {0}")]

@@ -5,16 +5,22 @@
 //! - [`CustomerSource`]: reads commercetools customers, page by page or one by id.
 //! - [`SyncStateStore`]: remembers what was delivered, the high-water mark, dead
 //!   letters and run history.
+//! - [`SelfCheck`]: an adapter describes whether it works here, for `check`.
 //!
 //! Adapters implement them; `app` holds them as `Arc<dyn Port>`. With the `mocks`
 //! feature each has a mockall mock (`MockSegmentClient`, …) for tests.
 
+mod check;
 mod segment;
 mod source;
 mod state;
 
+pub use check::{CheckLine, SelfCheck};
 pub use segment::{PendingOutcome, SegmentClient, SegmentError};
-pub use source::{CustomerPages, CustomerQuery, CustomerSource, Page, SourceError, SourceRecord};
+pub use source::{
+    CustomerPages, CustomerQuery, CustomerSource, Page, SourceCapabilities, SourceError,
+    SourceRecord,
+};
 pub use state::{Delivered, StateError, SyncStateStore};
 
 #[cfg(any(test, feature = "mocks"))]

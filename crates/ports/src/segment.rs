@@ -38,6 +38,7 @@ impl fmt::Debug for PendingOutcome {
 
 /// Why the client refused a call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SegmentError {
     /// Segment answered 401/403: nothing more will be sent this run.
     #[error("Invalid write key")]

@@ -1,3 +1,5 @@
+use std::fmt;
+
 use async_trait::async_trait;
 use segment_sync_domain::Customer;
 use time::OffsetDateTime;
@@ -9,6 +11,34 @@ pub enum CustomerQuery {
     All,
     /// Customers whose `lastModifiedAt` is at or after this instant.
     ChangedSince(OffsetDateTime),
+}
+
+impl fmt::Display for CustomerQuery {
+    /// `all`, or `changed since 2024-05-01T10:00:00Z`, as logs show it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::All => f.write_str("all"),
+            Self::ChangedSince(since) => {
+                let at = since
+                    .to_offset(time::UtcOffset::UTC)
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .map_err(|_| fmt::Error)?;
+                write!(f, "changed since {at}")
+            }
+        }
+    }
+}
+
+/// What a source can do, so that the application decides from the source itself
+/// rather than from how it was configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceCapabilities {
+    /// It is the shop's live data: an incremental run asks it for the changes since
+    /// the high-water mark, and a complete walk may move that mark. An export is a
+    /// snapshot that may be older than the last run: read whole, it never moves it.
+    pub tracks_changes: bool,
+    /// [`CustomerSource::customer_by_id`] answers, as the webhook needs.
+    pub by_id: bool,
 }
 
 /// One record as the source read it: a customer, or why it could not be read.
@@ -36,6 +66,7 @@ pub struct Page {
 
 /// Why a source could not be read. Fatal errors end a run with exit code 3.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SourceError {
     /// The client credentials were refused.
     #[error("commercetools credentials rejected")]
@@ -82,6 +113,9 @@ pub trait CustomerPages: Send {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait CustomerSource: Send + Sync {
+    /// What this source can do.
+    fn capabilities(&self) -> SourceCapabilities;
+
     /// Starts a walk over the customers the query selects.
     async fn customers(&self, query: CustomerQuery) -> Result<Box<dyn CustomerPages>, SourceError>;
 

@@ -16,6 +16,7 @@ pub struct Delivered<'a> {
 
 /// Why the state store failed. Always fatal for the operation at hand.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StateError {
     /// The database could not be opened or created.
     #[error("cannot open state database {path}: {reason}")]

@@ -32,6 +32,24 @@ mod source {
     }
 
     segment_sync_testkit::customer_source_contract!(holding);
+
+    /// Like an export: a snapshot that cannot be searched by id.
+    mod without_by_id {
+        use segment_sync_ports::SourceCapabilities;
+
+        use super::*;
+
+        async fn holding(fixture: SourceFixture) -> MemorySource {
+            super::holding(fixture)
+                .await
+                .with_capabilities(SourceCapabilities {
+                    tracks_changes: false,
+                    by_id: false,
+                })
+        }
+
+        segment_sync_testkit::customer_source_contract!(holding);
+    }
 }
 
 mod segment {

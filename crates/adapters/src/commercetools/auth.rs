@@ -66,19 +66,18 @@ pub(crate) struct TokenCache {
 
 impl TokenCache {
     /// The cached token if still fresh, else the one `fetch` obtains (cached).
-    pub(crate) async fn get_or_fetch<F, Fut, E>(&self, fetch: F) -> Result<SecretString, E>
+    pub(crate) async fn get_or_fetch<F, Fut, E>(&self, fetch: F) -> Result<CachedToken, E>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<CachedToken, E>>,
     {
         let mut current = self.current.lock().await;
         if let Some(token) = current.as_ref().filter(|t| t.is_fresh(Instant::now())) {
-            return Ok(token.value.clone());
+            return Ok(token.clone());
         }
         let token = fetch().await?;
-        let value = token.value.clone();
-        *current = Some(token);
-        Ok(value)
+        *current = Some(token.clone());
+        Ok(token)
     }
 
     /// Forgets `rejected` unless another request already replaced it.
@@ -120,13 +119,13 @@ mod tests {
             let token = CachedToken::new(v.into(), Duration::from_secs(3600), Instant::now());
             async move { Ok::<_, ()>(token) }
         };
-        let first = cache.get_or_fetch(|| fresh("one")).await.unwrap();
+        let first = cache.get_or_fetch(|| fresh("one")).await.unwrap().value;
         assert_eq!(first.expose_secret(), "one");
         cache.invalidate(&SecretString::from("older")).await;
-        let still = cache.get_or_fetch(|| fresh("two")).await.unwrap();
+        let still = cache.get_or_fetch(|| fresh("two")).await.unwrap().value;
         assert_eq!(still.expose_secret(), "one");
         cache.invalidate(&first).await;
-        let renewed = cache.get_or_fetch(|| fresh("two")).await.unwrap();
+        let renewed = cache.get_or_fetch(|| fresh("two")).await.unwrap().value;
         assert_eq!(renewed.expose_secret(), "two");
     }
 }

@@ -9,6 +9,7 @@
 //! - Retries follow [`RetryPolicy::commercetools`]; the adapter only sleeps.
 
 mod auth;
+mod check;
 mod pages;
 mod source;
 

@@ -12,7 +12,9 @@ use reqwest::{RequestBuilder, Url};
 use secrecy::{ExposeSecret, SecretString};
 use segment_sync_domain::retry::{parse_retry_after, AttemptFailure, RetryDecision, RetryPolicy};
 use segment_sync_domain::Customer;
-use segment_sync_ports::{CustomerPages, CustomerQuery, CustomerSource, SourceError};
+use segment_sync_ports::{
+    CustomerPages, CustomerQuery, CustomerSource, SourceCapabilities, SourceError,
+};
 
 use super::auth::{CachedToken, TokenCache, TokenErrorResponse, TokenResponse};
 use super::pages::ApiPages;
@@ -37,10 +39,15 @@ impl HttpCustomerSource {
         Self::with_random(config, fastrand::f64)
     }
 
-    /// Asks the OAuth server for a new token and returns the scopes it grants,
-    /// for `segment-sync check`. The token itself is not kept.
+    /// The scopes the token grants, for `segment-sync check`; the token is the
+    /// one later requests use (fetched now when none is cached).
     pub async fn granted_scopes(&self) -> Result<Vec<String>, SourceError> {
-        Ok(self.inner.fetch_token().await?.scopes)
+        Ok(self
+            .inner
+            .tokens
+            .get_or_fetch(|| self.inner.fetch_token())
+            .await?
+            .scopes)
     }
 
     /// The scope a customer walk needs, and the broader ones that include it.
@@ -64,14 +71,7 @@ impl HttpCustomerSource {
         config: CommercetoolsConfig,
         random: impl Fn() -> f64 + Send + Sync + 'static,
     ) -> Result<Self, CommercetoolsSetupError> {
-        if !(1..=super::DEFAULT_PAGE_SIZE).contains(&config.page_size) {
-            return Err(CommercetoolsSetupError::InvalidPageSize(config.page_size));
-        }
-        let token_url = join(base_url("auth URL", &config.auth_url)?, &["oauth", "token"]);
-        let customers_url = join(
-            base_url("API URL", &config.api_url)?,
-            &[config.project_key.as_str(), "customers"],
-        );
+        let (token_url, customers_url) = config.urls()?;
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout.min(MAX_CONNECT_TIMEOUT))
@@ -107,6 +107,14 @@ impl fmt::Debug for HttpCustomerSource {
 
 #[async_trait]
 impl CustomerSource for HttpCustomerSource {
+    /// The live API: it filters by modification time and answers by id.
+    fn capabilities(&self) -> SourceCapabilities {
+        SourceCapabilities {
+            tracks_changes: true,
+            by_id: true,
+        }
+    }
+
     async fn customers(&self, query: CustomerQuery) -> Result<Box<dyn CustomerPages>, SourceError> {
         Ok(Box::new(ApiPages::start(Arc::clone(&self.inner), query)))
     }
@@ -229,7 +237,7 @@ impl Client {
     }
 
     async fn token(&self) -> Result<SecretString, SourceError> {
-        self.tokens.get_or_fetch(|| self.fetch_token()).await
+        Ok(self.tokens.get_or_fetch(|| self.fetch_token()).await?.value)
     }
 
     async fn fetch_token(&self) -> Result<CachedToken, SourceError> {
@@ -365,6 +373,27 @@ fn describe(failure: &AttemptFailure) -> String {
         AttemptFailure::Timeout => "network timeout".to_owned(),
         AttemptFailure::Connection => "connection failed".to_owned(),
         AttemptFailure::Status { status, .. } => format!("status {status}"),
+    }
+}
+
+impl CommercetoolsConfig {
+    /// Checks what can be checked without a request: the base URLs and the page
+    /// size. [`HttpCustomerSource::new`] refuses the same configurations.
+    pub fn validate(&self) -> Result<(), CommercetoolsSetupError> {
+        self.urls().map(|_| ())
+    }
+
+    /// The token and customers URLs, once the configuration is known to be valid.
+    fn urls(&self) -> Result<(Url, Url), CommercetoolsSetupError> {
+        if !(1..=super::DEFAULT_PAGE_SIZE).contains(&self.page_size) {
+            return Err(CommercetoolsSetupError::InvalidPageSize(self.page_size));
+        }
+        let token_url = join(base_url("auth URL", &self.auth_url)?, &["oauth", "token"]);
+        let customers_url = join(
+            base_url("API URL", &self.api_url)?,
+            &[self.project_key.as_str(), "customers"],
+        );
+        Ok((token_url, customers_url))
     }
 }
 

@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use segment_sync_domain::Customer;
 use segment_sync_ports::{
-    CustomerPages, CustomerQuery, CustomerSource, Page, SourceError, SourceRecord,
+    CheckLine, CustomerPages, CustomerQuery, CustomerSource, Page, SelfCheck, SourceCapabilities,
+    SourceError, SourceRecord,
 };
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -166,6 +167,14 @@ impl fmt::Debug for FileCustomerSource {
 
 #[async_trait]
 impl CustomerSource for FileCustomerSource {
+    /// An export is a snapshot, never the live data; a stream cannot be searched.
+    fn capabilities(&self) -> SourceCapabilities {
+        SourceCapabilities {
+            tracks_changes: false,
+            by_id: matches!(self.input, Input::Path(_)),
+        }
+    }
+
     async fn customers(&self, query: CustomerQuery) -> Result<Box<dyn CustomerPages>, SourceError> {
         Ok(Box::new(self.pages(query).await?))
     }
@@ -186,6 +195,29 @@ impl CustomerSource for FileCustomerSource {
             }
         }
         Ok(None)
+    }
+}
+
+#[async_trait]
+impl SelfCheck for FileCustomerSource {
+    /// One line: the export opens and its first page reads. A stream is not read
+    /// (it can be read only once).
+    async fn self_check(&self) -> Vec<CheckLine> {
+        let Input::Path(path) = &self.input else {
+            return Vec::new();
+        };
+        let what = format!("export {} readable", path.display());
+        let first = async { self.pages(CustomerQuery::All).await?.next_page().await };
+        vec![match first.await {
+            Ok(page) => CheckLine::pass(
+                what,
+                format!(
+                    "{} record(s) on the first page",
+                    page.map_or(0, |p| p.records.len())
+                ),
+            ),
+            Err(error) => CheckLine::fail(what, error.to_string()),
+        }]
     }
 }
 

@@ -23,6 +23,8 @@ use super::stats::SegmentStats;
 /// `max_in_flight` of them at a time. Dropping the client lets that task finish
 /// what it holds; [`SegmentClient::close_and_flush`] waits for it.
 pub struct HttpSegmentClient {
+    /// Kept for [`SelfCheck`](segment_sync_ports::SelfCheck)'s probe.
+    pub(super) config: Arc<SegmentConfig>,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedSender<Command>,
     /// One permit per message that may still be queued: the queue's bound.
@@ -81,6 +83,7 @@ impl HttpSegmentClient {
         };
         runtime.spawn(batcher.run(receiver));
         Ok(Self {
+            config: Arc::new(config),
             shared,
             commands,
             space,

@@ -6,10 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use segment_sync_adapters::sqlite_state::{check_writable, SqliteStateStore};
+use segment_sync_adapters::sqlite_state::SqliteStateStore;
 use segment_sync_domain::sync::{DeadLetter, DeadLetterKind, RunCounts, RunStatus};
 use segment_sync_domain::Fingerprint;
-use segment_sync_ports::{Delivered, StateError, SyncStateStore};
+use segment_sync_ports::{Delivered, SelfCheck, StateError, SyncStateStore};
 use tempfile::TempDir;
 use time::macros::datetime;
 use time::OffsetDateTime;
@@ -281,13 +281,15 @@ async fn two_handles_writing_at_once_both_succeed() {
     }
 }
 
-#[test]
-fn check_writable_passes_in_a_temp_dir_and_leaves_no_check_row() {
+#[tokio::test]
+async fn self_check_writes_and_rolls_back() {
     let db = TestDb::new();
 
-    check_writable(&db.path).unwrap();
+    let lines = db.open().self_check().await;
 
-    assert!(db.path.is_file());
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].passed(), "{}", lines[0]);
+    assert!(lines[0].what.contains(&db.path.display().to_string()));
     let raw = rusqlite::Connection::open(&db.path).unwrap();
     let rows: i64 = raw
         .query_row("SELECT COUNT(*) FROM meta", [], |row| row.get(0))
@@ -296,14 +298,14 @@ fn check_writable_passes_in_a_temp_dir_and_leaves_no_check_row() {
 }
 
 #[test]
-fn check_writable_fails_naming_the_path_when_it_cannot_be_created() {
+fn opening_fails_naming_the_path_when_it_cannot_be_created() {
     let dir = tempfile::tempdir().unwrap();
     // Both hold as root, where permission bits would not stop a write.
     for path in [
         dir.path().join("no-such-dir").join("state.db"),
         dir.path().to_path_buf(),
     ] {
-        let err = check_writable(&path).unwrap_err();
+        let err = SqliteStateStore::open(&path).unwrap_err();
         let message = err.to_string();
         assert!(matches!(err, StateError::Open { .. }), "{message}");
         assert!(message.contains(&path.display().to_string()), "{message}");

@@ -22,10 +22,11 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use segment_sync_domain::UserIdStrategy;
 use segment_sync_ports::{CustomerSource, SegmentClient, SegmentError, SyncStateStore};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+
+use crate::service::SyncService;
 
 pub use self::auth::{WebhookToken, WebhookTokenError};
 pub use self::metrics::install_metrics;
@@ -45,15 +46,15 @@ pub const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the webhook talks to.
 #[derive(Clone)]
 pub struct ServeDeps {
-    /// Where identify messages go; shared by every request so that its flush
-    /// interval groups concurrent requests into batches.
+    /// The per-customer rule; every request goes through it.
+    pub service: SyncService,
+    /// The Segment client behind the service, shared by every request so that its
+    /// flush interval groups concurrent requests into batches; closed at shutdown.
     pub segment: Arc<dyn SegmentClient>,
     /// Where a changed customer is read from.
     pub source: Arc<dyn CustomerSource>,
-    /// What was delivered, so that unchanged content is not sent again.
+    /// The state behind the service, asked by `/readyz`.
     pub state: Arc<dyn SyncStateStore>,
-    /// How the Segment `userId` is chosen.
-    pub strategy: UserIdStrategy,
     /// The shared secret requests must carry; `None` accepts every request.
     pub token: Option<WebhookToken>,
 }

@@ -9,16 +9,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use segment_sync_domain::identify::identify;
-use segment_sync_domain::sync::DeadLetterKind;
 use segment_sync_domain::webhook::{decode, WebhookEvent};
-use segment_sync_domain::{Customer, DeliveryError, Identify, NotSent, Outcome, SkipReason};
-use segment_sync_ports::Delivered;
+use segment_sync_domain::{Customer, DeliveryError, SkipReason};
 use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::metrics::OutcomeLabel;
 use super::ServeDeps;
+use crate::service::Delivery;
 
 /// How long `/readyz` waits for the state store.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -43,7 +41,8 @@ pub(super) enum Reply {
     Delivered,
     Unchanged,
     Skipped(SkipReason),
-    /// Can never be delivered as it is; a 2xx stops the sender's retries.
+    /// Can never be delivered as it is; it is in the dead letters. Answered 400,
+    /// as the contract says, for a body that can never be processed.
     Rejected(DeliveryError),
     /// Valid, but nothing to do.
     Ignored,
@@ -163,10 +162,10 @@ pub(super) async fn receive(
 
 async fn handle(deps: &ServeDeps, event: WebhookEvent) -> Reply {
     match event {
-        WebhookEvent::CustomerUpserted(customer) => deliver(deps, &customer).await,
+        WebhookEvent::CustomerUpserted(customer) => deliver(deps, *customer).await,
         WebhookEvent::CustomerChanged { id, version } => {
             match deps.source.customer_by_id(&id).await {
-                Ok(Some(customer)) => deliver(deps, &customer).await,
+                Ok(Some(customer)) => deliver(deps, customer).await,
                 Ok(None) => {
                     tracing::info!(customer_id = %id, ?version, "customer no longer exists; nothing sent");
                     Reply::Ignored
@@ -189,87 +188,44 @@ async fn handle(deps: &ServeDeps, event: WebhookEvent) -> Reply {
             tracing::info!(%subscribe_url, "SNS subscription confirmation: visit the SubscribeURL to confirm it");
             Reply::SubscriptionConfirmationLogged
         }
+        other => {
+            // Nothing of the event is logged: it may carry personal data.
+            let _ = other;
+            tracing::warn!("webhook event this version does not act on");
+            Reply::Ignored
+        }
     }
 }
 
-async fn deliver(deps: &ServeDeps, customer: &Customer) -> Reply {
-    let customer_id = customer.id.as_str();
-    let message = match identify(customer, deps.strategy) {
-        Ok(message) => message,
-        Err(NotSent::Skipped(reason)) => {
-            tracing::info!(customer_id, %reason, "customer skipped");
-            return Reply::Skipped(reason);
-        }
-        Err(NotSent::Rejected(error)) => return reject(deps, customer_id, error, None).await,
-    };
-    let fingerprint = message.fingerprint();
-    match deps
-        .state
-        .delivered_fingerprints(&[customer_id.to_owned()])
-        .await
-    {
-        Ok(delivered) if delivered.get(customer_id) == Some(&fingerprint) => {
-            tracing::info!(customer_id, "customer unchanged since last delivered");
-            return Reply::Unchanged;
-        }
-        Ok(_) => {}
-        Err(error) => {
-            tracing::error!(customer_id, %error, "cannot read the delivered fingerprints");
-            return Reply::Error;
-        }
-    }
-    let pending = match deps.segment.identify(message.clone()).await {
-        Ok(pending) => pending,
-        Err(error) => {
-            tracing::error!(customer_id, %error, "Segment refused the identify");
-            return Reply::Error;
-        }
-    };
-    match pending.await {
-        Outcome::Delivered => {
-            let delivered = [Delivered {
-                customer_id,
-                fingerprint,
-            }];
-            if let Err(error) = deps.state.record_delivered(&delivered).await {
-                // Segment has it; the sender's retry re-sends the same messageId,
-                // which Segment drops as a duplicate, and records it then.
-                tracing::error!(customer_id, %error, "delivered, but cannot record the delivery");
-                return Reply::Error;
-            }
-            tracing::info!(customer_id, message_id = %message.message_id(), "customer delivered to Segment");
+async fn deliver(deps: &ServeDeps, customer: Customer) -> Reply {
+    let customer_id = customer.id.clone();
+    let customer_id = customer_id.as_str();
+    match deps.service.deliver(customer).await {
+        Ok(Delivery::Delivered { message_id }) => {
+            tracing::info!(customer_id, %message_id, "customer delivered to Segment");
             Reply::Delivered
         }
-        Outcome::Failed(error) => {
-            tracing::error!(customer_id, %error, code = error.code(), "identify not delivered to Segment");
+        Ok(Delivery::Unchanged) => {
+            tracing::info!(customer_id, "customer unchanged since last delivered");
+            Reply::Unchanged
+        }
+        Ok(Delivery::Skipped(reason)) => {
+            tracing::info!(customer_id, %reason, "customer skipped");
+            Reply::Skipped(reason)
+        }
+        Ok(Delivery::Rejected(error)) => {
+            tracing::warn!(customer_id, %error, code = error.code(), "identify rejected; it is in the dead letters");
+            Reply::Rejected(error)
+        }
+        Ok(Delivery::Failed(error)) => {
+            tracing::error!(customer_id, %error, code = error.code(), "identify not delivered to Segment; it is in the dead letters");
             Reply::Error
         }
-        Outcome::Rejected(error) => reject(deps, customer_id, error, Some(message)).await,
+        Err(error) => {
+            tracing::error!(customer_id, %error, "cannot handle the customer");
+            Reply::Error
+        }
     }
-}
-
-/// A message that can never be delivered as it is goes to the dead letters, where
-/// `dead-letters list` shows it, and is answered 2xx: the sender's retries would
-/// only be refused again.
-async fn reject(
-    deps: &ServeDeps,
-    customer_id: &str,
-    error: DeliveryError,
-    message: Option<Identify>,
-) -> Reply {
-    tracing::warn!(customer_id, %error, code = error.code(), "identify rejected; it is in the dead letters");
-    let letter = crate::pipeline::dead_letter(
-        customer_id,
-        DeadLetterKind::Rejected,
-        &error,
-        message.as_ref().map(|m| m.json().to_owned()),
-        message.as_ref().map(Identify::fingerprint),
-    );
-    if let Err(error) = deps.state.add_dead_letters(&[letter]).await {
-        tracing::error!(customer_id, %error, "cannot record the dead letter");
-        return Reply::Error;
-    }
-    Reply::Rejected(error)
 }
 
 /// `GET /healthz`: the process answers.

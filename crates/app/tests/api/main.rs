@@ -3,6 +3,7 @@
 mod check;
 mod helpers;
 mod readme;
+mod rule;
 mod serve;
 mod serve_process;
 mod serve_support;

@@ -10,6 +10,7 @@ use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use base64::Engine as _;
 use segment_sync::serve::{install_metrics, router_with_timeout, ServeDeps, WebhookToken};
+use segment_sync::service::SyncService;
 use segment_sync_domain::{Customer, UserIdStrategy};
 pub use segment_sync_testkit::memory::{
     Gate, MemorySegment, MemorySource, MemoryStateStore, SegmentBehaviour,
@@ -134,10 +135,10 @@ pub fn deps(
     token: Option<&str>,
 ) -> ServeDeps {
     ServeDeps {
+        service: SyncService::new(segment.clone(), state.clone(), UserIdStrategy::Email),
         segment: segment.clone(),
         source: source.clone(),
         state: state.clone(),
-        strategy: UserIdStrategy::Email,
         token: token.map(|t| WebhookToken::parse(t).expect("a valid token")),
     }
 }

@@ -59,14 +59,24 @@ async fn dry_run_prints_one_payload_per_valid_customer_without_a_write_key() {
 }
 
 #[tokio::test]
-async fn configuration_errors_are_one_line_with_exit_2() {
+async fn configuration_errors_are_one_line_each_all_at_once_with_exit_2() {
     let segment = FakeSegment::start(SegmentMode::Accept).await;
-    let cases: [(&[(&str, &str)], &str); 3] = [
-        (&[], "Missing SEGMENT_WRITE_KEY"),
-        (&[("SEGMENT_WRITE_KEY", "   ")], "Write key cannot be empty or whitespace only"),
+    let ctp_missing =
+        "Missing CTP_PROJECT_KEY, CTP_CLIENT_SECRET, CTP_REGION (or CTP_AUTH_URL and CTP_API_URL)";
+    let cases: [(&[(&str, &str)], String); 4] = [
+        (&[("CTP_REGION", "europe-west1.gcp"), ("CTP_PROJECT_KEY", "p"), ("CTP_CLIENT_ID", "i"), ("CTP_CLIENT_SECRET", "s")],
+            "Missing SEGMENT_WRITE_KEY".to_owned()),
+        (&[("SEGMENT_WRITE_KEY", "   "), ("CTP_REGION", "europe-west1.gcp"), ("CTP_PROJECT_KEY", "p"), ("CTP_CLIENT_ID", "i"), ("CTP_CLIENT_SECRET", "s")],
+            "Write key cannot be empty or whitespace only".to_owned()),
+        (&[("SEGMENT_WRITE_KEY", "k"), ("CTP_CLIENT_ID", "id")], ctp_missing.to_owned()),
         (
-            &[("SEGMENT_WRITE_KEY", "k"), ("CTP_CLIENT_ID", "id")],
-            "Missing CTP_PROJECT_KEY, CTP_CLIENT_SECRET, CTP_REGION (or CTP_AUTH_URL and CTP_API_URL)",
+            &[("CTP_CLIENT_ID", "id"), ("SEGMENT_GZIP", "TRUEISH"), ("SEGMENT_SYNC_USER_ID", "phone")],
+            format!(
+                "SEGMENT_SYNC_USER_ID: unknown user id strategy \"phone\": expected \"email\" or \"customer-id\"\n\
+                 Missing SEGMENT_WRITE_KEY\n\
+                 SEGMENT_GZIP: `TRUEISH` is not a boolean (true/false, 1/0, yes/no, on/off)\n\
+                 {ctp_missing}"
+            ),
         ),
     ];
     for (vars, expected) in cases {

@@ -324,7 +324,18 @@ pub async fn malformed_records_do_not_stop_the_walk(make: &impl SourceFactory) {
     }
 }
 
-/// A customer is found by its id, as held.
+/// A source that cannot answer by id says so with an error, never `Ok(None)`,
+/// which would claim the customer does not exist.
+async fn refuses_by_id(source: &dyn CustomerSource, id: &str) {
+    let answer = within("customer_by_id", source.customer_by_id(id)).await;
+    assert!(
+        answer.is_err(),
+        "capabilities say by_id is false, so customer_by_id({id:?}) must fail, not answer {answer:?}"
+    );
+}
+
+/// A customer is found by its id, as held (a source whose capabilities say it
+/// cannot answer by id fails instead).
 pub async fn customers_are_found_by_id(make: &impl SourceFactory) {
     let mut records = customers(5);
     records.insert(2, MALFORMED_WITH_ID.to_owned());
@@ -341,6 +352,10 @@ pub async fn customers_are_found_by_id(make: &impl SourceFactory) {
         .await;
 
     for customer in wanted {
+        if !source.capabilities().by_id {
+            refuses_by_id(&*source, &customer.id).await;
+            continue;
+        }
         let found = within("customer_by_id", source.customer_by_id(&customer.id)).await;
         assert_eq!(
             ok("customer_by_id", found).as_ref(),
@@ -351,7 +366,8 @@ pub async fn customers_are_found_by_id(make: &impl SourceFactory) {
     }
 }
 
-/// An id that no customer has is `Ok(None)`, not an error.
+/// An id that no customer has is `Ok(None)`, not an error (a source whose
+/// capabilities say it cannot answer by id fails instead).
 pub async fn an_unknown_id_is_none(make: &impl SourceFactory) {
     let source = make
         .make(SourceFixture {
@@ -361,6 +377,10 @@ pub async fn an_unknown_id_is_none(make: &impl SourceFactory) {
         .await;
 
     for unknown in ["customer-999", "no-such-customer"] {
+        if !source.capabilities().by_id {
+            refuses_by_id(&*source, unknown).await;
+            continue;
+        }
         let found = within("customer_by_id", source.customer_by_id(unknown)).await;
         assert_eq!(ok("customer_by_id", found), None, "{unknown}");
     }

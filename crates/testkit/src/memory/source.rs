@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use segment_sync_domain::Customer;
 use segment_sync_ports::{
-    CustomerPages, CustomerQuery, CustomerSource, Page, SourceError, SourceRecord,
+    CustomerPages, CustomerQuery, CustomerSource, Page, SourceCapabilities, SourceError,
+    SourceRecord,
 };
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -28,12 +29,16 @@ pub const DEFAULT_PAGE_SIZE: usize = 500;
 ///   [`SourceError::Unavailable`], including the next page of a walk under way.
 /// - By-id lookups and walks are logged ([`MemorySource::lookups`],
 ///   [`MemorySource::walks`]).
+/// - It tracks changes and answers by id, as the commercetools API does;
+///   [`MemorySource::with_capabilities`] makes it an export-like source instead
+///   (without `by_id`, `customer_by_id` fails with [`SourceError::Protocol`]).
 ///
 /// It passes [`crate::contract::source`].
 #[derive(Debug)]
 pub struct MemorySource {
     held: Mutex<Records>,
     page_size: usize,
+    capabilities: SourceCapabilities,
     unavailable: Arc<AtomicBool>,
     lookups: Mutex<Vec<String>>,
     walks: Mutex<Vec<CustomerQuery>>,
@@ -66,6 +71,10 @@ impl MemorySource {
         Self {
             held: Mutex::new(Records::default()),
             page_size: DEFAULT_PAGE_SIZE,
+            capabilities: SourceCapabilities {
+                tracks_changes: true,
+                by_id: true,
+            },
             unavailable: Arc::default(),
             lookups: Mutex::default(),
             walks: Mutex::default(),
@@ -75,6 +84,12 @@ impl MemorySource {
     /// Sets the records per page (at least 1).
     pub fn with_page_size(mut self, page_size: usize) -> Self {
         self.page_size = page_size.max(1);
+        self
+    }
+
+    /// Sets what [`CustomerSource::capabilities`] answers.
+    pub fn with_capabilities(mut self, capabilities: SourceCapabilities) -> Self {
+        self.capabilities = capabilities;
         self
     }
 
@@ -201,6 +216,10 @@ fn selected(record: &SourceRecord, since: OffsetDateTime) -> bool {
 
 #[async_trait]
 impl CustomerSource for MemorySource {
+    fn capabilities(&self) -> SourceCapabilities {
+        self.capabilities
+    }
+
     async fn customers(&self, query: CustomerQuery) -> Result<Box<dyn CustomerPages>, SourceError> {
         lock(&self.walks).push(query);
         self.check()?;
@@ -224,6 +243,11 @@ impl CustomerSource for MemorySource {
     async fn customer_by_id(&self, id: &str) -> Result<Option<Customer>, SourceError> {
         lock(&self.lookups).push(id.to_owned());
         self.check()?;
+        if !self.capabilities.by_id {
+            return Err(SourceError::Protocol(
+                "this memory source cannot be searched by id".to_owned(),
+            ));
+        }
         let held = lock(&self.held);
         Ok(held.by_id.get(id).and_then(|at| match &held.records[*at] {
             SourceRecord::Customer(customer) => Some(customer.as_ref().clone()),

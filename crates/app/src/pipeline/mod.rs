@@ -1,0 +1,270 @@
+//! The sync engine: source → [`SyncService`] → Segment → state, streaming page by
+//! page so that memory does not grow with the number of customers.
+//!
+//! A reader task walks the source one page ahead; each page is decided by the
+//! service (one state lookup), and what must be sent is handed to Segment; a
+//! recorder task awaits each message's outcome in order and has the service record
+//! them in chunks. A delivery is recorded only once Segment acknowledged its batch.
+//! A run is bracketed by its row in the run history, and moves the high-water mark
+//! only when its [`Plan`] allows and nothing failed.
+
+mod counts;
+mod plan;
+mod read;
+mod record;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use segment_sync_domain::sync::{RunCounts, RunStatus};
+use segment_sync_ports::{
+    CustomerSource, SegmentClient, SegmentError, SourceError, StateError, SyncStateStore,
+};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, watch};
+
+use crate::service::{InFlight, SyncService};
+
+pub use self::counts::LiveCounts;
+pub use self::plan::{Plan, Request, SAFETY_MARGIN};
+
+/// How many messages may wait for the recorder; bounds the messages kept for dead
+/// letters while their batches are in flight. Enough for a full queue of the
+/// Segment client plus its batches in flight, so the recorder's in-order waiting
+/// never holds back sending. The messages themselves are shared with the client.
+const PENDING_CAPACITY: usize = 16_384;
+
+/// How long the last flush of a run may take, by default.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The ports a run uses for itself, besides the source it reads: the service
+/// holds the same ones for the per-customer rule.
+#[derive(Clone)]
+pub struct Ports {
+    /// Where identify messages go: flushed and closed at the end of a run.
+    pub segment: Arc<dyn SegmentClient>,
+    /// Run history and the high-water mark.
+    pub state: Arc<dyn SyncStateStore>,
+}
+
+/// Why a run stopped before reading everything.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Abort {
+    /// Segment refused the write key.
+    #[error("Invalid write key")]
+    InvalidWriteKey,
+    /// commercetools credentials or scope, or an unreadable source.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The state database failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The Segment client stopped taking messages.
+    #[error(transparent)]
+    Segment(SegmentError),
+    /// Ctrl-C or SIGTERM.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl From<SegmentError> for Abort {
+    fn from(error: SegmentError) -> Self {
+        match error {
+            SegmentError::InvalidWriteKey => Self::InvalidWriteKey,
+            other => Self::Segment(other),
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Its row in the run history.
+    pub run_id: i64,
+    /// What happened to the customers read.
+    pub counts: RunCounts,
+    /// Why it stopped early, if it did.
+    pub abort: Option<Abort>,
+}
+
+impl Report {
+    /// How the run is recorded in the history.
+    pub fn status(&self) -> RunStatus {
+        match (&self.abort, self.counts.all_accounted_for()) {
+            (Some(_), _) => RunStatus::Aborted,
+            (None, true) => RunStatus::Succeeded,
+            (None, false) => RunStatus::CompletedWithErrors,
+        }
+    }
+}
+
+/// Runs one sync: plans it from the high-water mark, streams the source through
+/// the service until it is exhausted, a fatal error, or `interrupt` turns true,
+/// moves the mark when allowed, closes the Segment client and records the run.
+/// Every message handed to Segment has its outcome recorded before this returns.
+pub async fn sync(
+    source: &dyn CustomerSource,
+    ports: &Ports,
+    service: &SyncService,
+    request: Request,
+    drain_timeout: Duration,
+    live: Arc<LiveCounts>,
+    mut interrupt: watch::Receiver<bool>,
+) -> Result<Report, Abort> {
+    let started_at = OffsetDateTime::now_utc();
+    let mark = ports.state.high_water_mark().await?;
+    let plan = Plan::new(request, mark, source.capabilities().tracks_changes);
+    tracing::info!(
+        query = %plan.query,
+        full = request.full,
+        moves_mark = plan.moves_mark,
+        "sync starting"
+    );
+    let run_id = ports.state.start_run("sync", started_at).await?;
+    let (counts, abort) = drive(
+        ports,
+        service,
+        drain_timeout,
+        Arc::clone(&live),
+        |sent_tx, fatal| async move {
+            read::read_and_send(
+                source,
+                service,
+                plan.query,
+                request.full,
+                &live,
+                &fatal,
+                &sent_tx,
+                &mut interrupt,
+            )
+            .await
+        },
+    )
+    .await;
+    if abort.is_none() && counts.failed == 0 && plan.moves_mark {
+        ports.state.set_high_water_mark(started_at).await?;
+    }
+    finish(ports, run_id, counts, abort, drain_timeout).await
+}
+
+/// Sends the failed dead letters again. Delivered ones leave the dead letters; the
+/// others stay with their attempts counted up. Rejected ones are left for a sync
+/// to resend once the customer's data is fixed.
+pub async fn replay(
+    ports: &Ports,
+    service: &SyncService,
+    drain_timeout: Duration,
+    live: Arc<LiveCounts>,
+) -> Result<Report, Abort> {
+    let run_id = ports
+        .state
+        .start_run("replay", OffsetDateTime::now_utc())
+        .await?;
+    let (counts, abort) = drive(
+        ports,
+        service,
+        drain_timeout,
+        Arc::clone(&live),
+        |sent_tx, _fatal| async move {
+            let replay = service.replayable().await?;
+            live.read(replay.messages.len() as u64 + replay.unusable);
+            live.rejected(replay.unusable);
+            for message in replay.messages {
+                if sent_tx.send(service.submit(message).await?).await.is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
+    finish(ports, run_id, counts, abort, drain_timeout).await
+}
+
+/// Closes the Segment client and records how the run ended.
+async fn finish(
+    ports: &Ports,
+    run_id: i64,
+    counts: RunCounts,
+    abort: Option<Abort>,
+    drain_timeout: Duration,
+) -> Result<Report, Abort> {
+    if let Err(error) = ports.segment.close_and_flush(drain_timeout).await {
+        tracing::warn!(%error, "Segment client did not close cleanly");
+    }
+    let report = Report {
+        run_id,
+        counts,
+        abort,
+    };
+    ports
+        .state
+        .finish_run(
+            run_id,
+            report.status(),
+            counts,
+            report.abort.as_ref().map(ToString::to_string),
+        )
+        .await?;
+    Ok(report)
+}
+
+/// Feeds messages to Segment with `feed` while a recorder task records their
+/// outcomes, then flushes. The feed's sender is dropped when it returns, which
+/// lets the recorder finish.
+async fn drive<F, Fut>(
+    ports: &Ports,
+    service: &SyncService,
+    drain_timeout: Duration,
+    live: Arc<LiveCounts>,
+    feed: F,
+) -> (RunCounts, Option<Abort>)
+where
+    F: FnOnce(mpsc::Sender<InFlight>, Arc<AtomicBool>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), Abort>>,
+{
+    let fatal = Arc::new(AtomicBool::new(false));
+    let (sent_tx, sent_rx) = mpsc::channel::<InFlight>(PENDING_CAPACITY);
+    let recorder = tokio::spawn(record::record_outcomes(
+        sent_rx,
+        service.clone(),
+        Arc::clone(&live),
+        Arc::clone(&fatal),
+    ));
+    let fed = feed(sent_tx, Arc::clone(&fatal)).await;
+    let flushed = tokio::time::timeout(drain_timeout, ports.segment.flush()).await;
+    // After a flush that ran out of time some outcomes are still unknown; the
+    // recorder gets the same grace, then what it could not record is sent again
+    // by the next run (Segment drops the repeated messageIds).
+    let mut recorder = recorder;
+    let recorded = match tokio::time::timeout(drain_timeout, &mut recorder).await {
+        Ok(joined) => {
+            joined.unwrap_or_else(|e| Err(StateError::Storage(format!("recorder stopped: {e}"))))
+        }
+        Err(_) => {
+            recorder.abort();
+            Ok(())
+        }
+    };
+    let abort = if fatal.load(Ordering::SeqCst) {
+        Some(Abort::InvalidWriteKey)
+    } else {
+        fed.err()
+            .or(recorded.err().map(Abort::State))
+            .or(flush_abort(flushed, drain_timeout))
+    };
+    (live.snapshot(), abort)
+}
+
+fn flush_abort(
+    flushed: Result<Result<(), SegmentError>, tokio::time::error::Elapsed>,
+    drain_timeout: Duration,
+) -> Option<Abort> {
+    match flushed {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(error.into()),
+        Err(_) => Some(Abort::Segment(SegmentError::DrainTimeout(drain_timeout))),
+    }
+}

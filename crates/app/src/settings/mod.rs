@@ -1,0 +1,619 @@
+//! Settings, parsed once at start-up: the process environment, then a `.env` file in
+//! the working directory for names the environment leaves unset, then command-line
+//! flags, which beat both. Nothing else reads the environment.
+//!
+//! One rule for every variable: values are trimmed; an empty value counts as unset
+//! (so `.env` fills it); a value of only whitespace is an error. Booleans take
+//! `true/false/1/0/yes/no/on/off` in any case and nothing else.
+//!
+//! Each part of the configuration is parsed into its own [`Parsed`] section with
+//! every error it has, so that a command needing several sections reports all
+//! their errors at once ([`Settings::require`]), and `check` shows each section as
+//! ✓ or ✗ through the same code.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use segment_sync_adapters::commercetools::{region_urls, CommercetoolsConfig};
+use segment_sync_adapters::segment::{SegmentConfig, DEFAULT_ENDPOINT};
+use segment_sync_domain::identity::UnknownStrategy;
+use segment_sync_domain::{UserIdStrategy, WriteKey, WriteKeyError};
+
+use crate::cli::{Command, DeadLettersCommand};
+use crate::serve::{check_auth_config, WebhookToken};
+
+/// The default state database path.
+pub const DEFAULT_STATE_PATH: &str = "segment-sync.db";
+
+/// Messages waiting for Segment at most, per process: four batches in flight need
+/// far fewer than the adapter's default, and a smaller queue keeps a sync's memory
+/// well under 64 MiB.
+pub const SEGMENT_QUEUE_CAPACITY: usize = 4_096;
+
+/// A configuration problem. Each is one line; any of them exits with code 2.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The write key is missing or blank, in the contract's words.
+    #[error(transparent)]
+    WriteKey(#[from] WriteKeyError),
+    /// commercetools variables are missing; every one is named.
+    #[error("Missing {}", .0.join(", "))]
+    MissingCommercetools(Vec<String>),
+    /// `SEGMENT_SYNC_USER_ID` is not a known strategy.
+    #[error("SEGMENT_SYNC_USER_ID: {0}")]
+    Strategy(#[from] UnknownStrategy),
+    /// A variable holds only whitespace.
+    #[error("{name} cannot be empty or whitespace only")]
+    Blank {
+        /// The variable.
+        name: &'static str,
+    },
+    /// A variable has a value that cannot be used.
+    #[error("{name}: {reason}")]
+    Invalid {
+        /// The variable or flag.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `--input` names nothing that can be read.
+    #[error("cannot read --input {path}: {reason}")]
+    Input {
+        /// The path given.
+        path: String,
+        /// Why it cannot be read.
+        reason: &'static str,
+    },
+    /// An adapter refused its settings, in its own words.
+    #[error("{0}")]
+    Refused(String),
+    /// The `.env` file exists but cannot be read.
+    #[error("cannot read .env: {0}")]
+    DotEnv(String),
+}
+
+/// Every problem a command's configuration has, one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(error: ConfigError) -> Self {
+        Self(vec![error])
+    }
+}
+
+/// A section of the configuration: its value, or every error it has.
+pub type Parsed<T> = Result<T, ConfigErrors>;
+
+/// The variables in effect: the environment, then `.env` for names the
+/// environment leaves unset or empty. `Debug` shows names, never values.
+#[derive(Clone, Default)]
+pub struct Env(HashMap<String, String>);
+
+impl fmt::Debug for Env {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<&String> = self.0.keys().collect();
+        names.sort();
+        f.debug_tuple("Env").field(&names).finish()
+    }
+}
+
+impl Env {
+    /// The process environment, completed by `dir/.env` when it exists.
+    pub fn load(dir: &Path) -> Result<Self, ConfigError> {
+        Self::from_process_and_file(std::env::vars(), &dir.join(".env"))
+    }
+
+    fn from_process_and_file(
+        process: impl IntoIterator<Item = (String, String)>,
+        dot_env: &Path,
+    ) -> Result<Self, ConfigError> {
+        let mut vars: HashMap<String, String> = process
+            .into_iter()
+            .filter(|(_, value)| !value.is_empty())
+            .collect();
+        if dot_env.exists() {
+            let entries =
+                dotenvy::from_path_iter(dot_env).map_err(|e| ConfigError::DotEnv(e.to_string()))?;
+            for entry in entries {
+                let (name, value) = entry.map_err(|e| ConfigError::DotEnv(e.to_string()))?;
+                if !value.is_empty() {
+                    vars.entry(name).or_insert(value);
+                }
+            }
+        }
+        Ok(Self(vars))
+    }
+
+    /// Variables from pairs, for tests; empty values count as unset.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self(
+            pairs
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        )
+    }
+
+    /// The value, trimmed; `None` when unset or empty; an error when it holds only
+    /// whitespace.
+    fn get(&self, name: &'static str) -> Result<Option<&str>, ConfigError> {
+        match self.0.get(name).map(|v| (v.as_str(), v.trim())) {
+            None => Ok(None),
+            Some((raw, "")) if !raw.is_empty() => Err(ConfigError::Blank { name }),
+            Some((_, "")) => Ok(None),
+            Some((_, trimmed)) => Ok(Some(trimmed)),
+        }
+    }
+}
+
+/// What the command line says beside the command itself, where it beats the
+/// environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Flags {
+    /// `--input`: an export file, or `-` for stdin.
+    pub input: Option<PathBuf>,
+    /// `--state`: where the state is.
+    pub state: Option<String>,
+    /// `--listen`: the webhook's address.
+    pub listen: Option<SocketAddr>,
+    /// `--allow-unauthenticated`.
+    pub allow_unauthenticated: bool,
+}
+
+impl Flags {
+    /// The flags of a parsed command line.
+    pub fn of(command: &Command) -> Self {
+        let state = |arg: &crate::cli::StateArg| arg.state.clone();
+        match command {
+            Command::Sync(args) => Self {
+                input: args.input.clone(),
+                state: state(&args.state),
+                ..Self::default()
+            },
+            Command::Serve(args) => Self {
+                state: state(&args.state),
+                listen: args.listen,
+                allow_unauthenticated: args.allow_unauthenticated,
+                ..Self::default()
+            },
+            Command::DeadLetters(
+                DeadLettersCommand::List { state: arg, .. }
+                | DeadLettersCommand::Replay { state: arg, .. },
+            ) => Self {
+                state: state(arg),
+                ..Self::default()
+            },
+            // `check` judges the webhook's settings by what they hold: running
+            // without a token is `serve`'s flag to give, not a setting to fix.
+            Command::Check(arg) => Self {
+                state: state(arg),
+                allow_unauthenticated: true,
+                ..Self::default()
+            },
+            Command::Runs(args) => Self {
+                state: state(&args.state),
+                ..Self::default()
+            },
+        }
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+/// Logging: what is logged and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// The `RUST_LOG` filter.
+    pub filter: String,
+    /// `LOG_FORMAT`; unset picks pretty on a terminal, JSON otherwise.
+    pub format: Option<LogFormat>,
+}
+
+/// Where customers come from.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SourceSettings {
+    /// The commercetools HTTP API.
+    Api(Box<CommercetoolsConfig>),
+    /// An export file.
+    File(PathBuf),
+    /// An export on standard input.
+    Stdin,
+}
+
+/// Where the state is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StateLocation {
+    /// A SQLite database file.
+    Sqlite(PathBuf),
+}
+
+impl fmt::Display for StateLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// The webhook server's own settings.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// The shared secret requests must carry; `None` only with
+    /// `--allow-unauthenticated`.
+    pub token: Option<WebhookToken>,
+    /// Where to listen.
+    pub listen: SocketAddr,
+}
+
+/// Every section of the configuration, each parsed with all its errors.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `RUST_LOG`, `LOG_FORMAT`.
+    pub log: Parsed<LogSettings>,
+    /// `SEGMENT_SYNC_USER_ID`.
+    pub user_id: Parsed<UserIdStrategy>,
+    /// The Segment client: `SEGMENT_WRITE_KEY`, `SEGMENT_ENDPOINT` and its tuning.
+    pub segment: Parsed<SegmentConfig>,
+    /// The commercetools API: `CTP_*`.
+    pub commercetools: Parsed<CommercetoolsConfig>,
+    /// Where customers come from: `--input`, else the commercetools API.
+    pub source: Parsed<SourceSettings>,
+    /// `--state`, else `SEGMENT_SYNC_STATE`, else [`DEFAULT_STATE_PATH`].
+    pub state: Parsed<StateLocation>,
+    /// `WEBHOOK_TOKEN`, `--listen`, `PORT`, `--allow-unauthenticated`.
+    pub webhook: Parsed<WebhookSettings>,
+}
+
+impl Settings {
+    /// Parses every section from the environment and the flags.
+    pub fn parse(env: &Env, flags: &Flags) -> Self {
+        let commercetools = commercetools(env);
+        Self {
+            log: log(env),
+            user_id: user_id(env),
+            segment: segment(env),
+            source: source(flags, &commercetools),
+            commercetools,
+            state: state(env, flags),
+            webhook: webhook(env, flags),
+        }
+    }
+
+    /// The sections a command needs, or every error they have. Pass a tuple of
+    /// sections: `Settings::require((&settings.segment, &settings.state))`.
+    pub fn require<S: Sections>(sections: S) -> Result<S::Values, ConfigErrors> {
+        sections.gather()
+    }
+}
+
+/// A tuple of sections that [`Settings::require`] takes whole or not at all.
+pub trait Sections {
+    /// The sections' values.
+    type Values;
+    /// The values, or every error of every section.
+    fn gather(self) -> Result<Self::Values, ConfigErrors>;
+}
+
+macro_rules! sections {
+    ($($name:ident),+) => {
+        impl<'a, $($name),+> Sections for ($(&'a Parsed<$name>,)+) {
+            type Values = ($(&'a $name,)+);
+
+            #[allow(non_snake_case)]
+            fn gather(self) -> Result<Self::Values, ConfigErrors> {
+                let ($($name,)+) = self;
+                let mut errors = Vec::new();
+                $(
+                    if let Err(e) = $name {
+                        errors.extend(e.0.iter().cloned());
+                    }
+                )+
+                match ($($name,)+) {
+                    ($(Ok($name),)+) => Ok(($($name,)+)),
+                    _ => Err(ConfigErrors(errors)),
+                }
+            }
+        }
+    };
+}
+
+sections!(A);
+sections!(A, B);
+sections!(A, B, C);
+sections!(A, B, C, D);
+sections!(A, B, C, D, E);
+
+/// Collects a section's errors while its parts are parsed.
+#[derive(Default)]
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    /// The value, or `None` with its error kept.
+    fn keep<T>(&mut self, result: Result<T, ConfigError>) -> Option<T> {
+        result.map_err(|e| self.0.push(e)).ok()
+    }
+
+    /// The section: `value` when nothing went wrong.
+    fn section<T>(self, value: impl FnOnce() -> Option<T>) -> Parsed<T> {
+        if self.0.is_empty() {
+            if let Some(value) = value() {
+                return Ok(value);
+            }
+        }
+        Err(ConfigErrors(self.0))
+    }
+}
+
+fn log(env: &Env) -> Parsed<LogSettings> {
+    let mut errors = Errors::default();
+    let filter = errors
+        .keep(env.get("RUST_LOG"))
+        .flatten()
+        .unwrap_or("info")
+        .to_owned();
+    if let Err(error) = tracing_subscriber::EnvFilter::try_new(&filter) {
+        errors.0.push(ConfigError::Invalid {
+            name: "RUST_LOG",
+            reason: format!("`{filter}` is not a log filter ({error})"),
+        });
+    }
+    let format = errors.keep(env.get("LOG_FORMAT").and_then(|value| {
+        value
+            .map(|v| match v.to_ascii_lowercase().as_str() {
+                "json" => Ok(LogFormat::Json),
+                "pretty" => Ok(LogFormat::Pretty),
+                _ => Err(ConfigError::Invalid {
+                    name: "LOG_FORMAT",
+                    reason: format!("`{v}` is neither json nor pretty"),
+                }),
+            })
+            .transpose()
+    }));
+    errors.section(|| {
+        Some(LogSettings {
+            filter,
+            format: format?,
+        })
+    })
+}
+
+fn user_id(env: &Env) -> Parsed<UserIdStrategy> {
+    let mut errors = Errors::default();
+    let strategy = errors.keep(env.get("SEGMENT_SYNC_USER_ID").and_then(|value| {
+        value.map_or(Ok(UserIdStrategy::Email), |v| {
+            v.parse().map_err(ConfigError::Strategy)
+        })
+    }));
+    errors.section(|| strategy)
+}
+
+fn segment(env: &Env) -> Parsed<SegmentConfig> {
+    let mut errors = Errors::default();
+    // The contract words a blank write key its own way.
+    let write_key = errors.keep(match env.get("SEGMENT_WRITE_KEY") {
+        Ok(value) => WriteKey::parse(value).map_err(ConfigError::from),
+        Err(ConfigError::Blank { .. }) => Err(WriteKeyError::Blank.into()),
+        Err(other) => Err(other),
+    });
+    let endpoint = errors
+        .keep(env.get("SEGMENT_ENDPOINT"))
+        .flatten()
+        .unwrap_or(DEFAULT_ENDPOINT)
+        .to_owned();
+    let max_attempts = errors.keep(number(env, "SEGMENT_MAX_ATTEMPTS"));
+    let max_in_flight = errors.keep(number(env, "SEGMENT_MAX_IN_FLIGHT"));
+    let gzip = errors.keep(boolean(env, "SEGMENT_GZIP"));
+    let Some(write_key) = write_key else {
+        return errors.section(|| None);
+    };
+    let mut config = SegmentConfig::new(endpoint, write_key);
+    config.queue_capacity = SEGMENT_QUEUE_CAPACITY;
+    if let Err(error) = config.batch_url() {
+        errors.0.push(ConfigError::Refused(error.to_string()));
+    }
+    errors.section(|| {
+        if let Some(attempts) = max_attempts? {
+            config.retry.max_attempts = attempts;
+        }
+        if let Some(in_flight) = max_in_flight? {
+            config.max_in_flight = in_flight as usize;
+        }
+        config.gzip = gzip?.unwrap_or(false);
+        Some(config)
+    })
+}
+
+fn commercetools(env: &Env) -> Parsed<CommercetoolsConfig> {
+    let mut errors = Errors::default();
+    let mut missing = Vec::new();
+    let mut need = |name: &'static str, errors: &mut Errors| {
+        let value = errors.keep(env.get(name)).flatten().map(str::to_owned);
+        if value.is_none() && !errors.0.iter().any(|e| e == &ConfigError::Blank { name }) {
+            missing.push(name.to_owned());
+        }
+        value
+    };
+    let project_key = need("CTP_PROJECT_KEY", &mut errors);
+    let client_id = need("CTP_CLIENT_ID", &mut errors);
+    let client_secret = need("CTP_CLIENT_SECRET", &mut errors);
+    let region = errors
+        .keep(env.get("CTP_REGION"))
+        .flatten()
+        .map(region_urls);
+    let explicit = |name: &'static str, errors: &mut Errors| {
+        errors
+            .keep(env.get(name))
+            .flatten()
+            .map(|url| url.trim_end_matches('/').to_owned())
+    };
+    let auth_url = explicit("CTP_AUTH_URL", &mut errors).or(region.clone().map(|(auth, _)| auth));
+    let api_url = explicit("CTP_API_URL", &mut errors).or(region.map(|(_, api)| api));
+    match (&auth_url, &api_url) {
+        (Some(_), Some(_)) => {}
+        (None, None) => missing.push("CTP_REGION (or CTP_AUTH_URL and CTP_API_URL)".to_owned()),
+        (None, Some(_)) => missing.push("CTP_AUTH_URL (or CTP_REGION)".to_owned()),
+        (Some(_), None) => missing.push("CTP_API_URL (or CTP_REGION)".to_owned()),
+    }
+    if !missing.is_empty() {
+        errors
+            .0
+            .insert(0, ConfigError::MissingCommercetools(missing));
+    }
+    let scopes: Vec<String> = errors
+        .keep(env.get("CTP_SCOPES"))
+        .flatten()
+        .map(|s| {
+            s.split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let (Some(project_key), Some(client_id), Some(client_secret), Some(auth_url), Some(api_url)) =
+        (project_key, client_id, client_secret, auth_url, api_url)
+    else {
+        return errors.section(|| None);
+    };
+    let mut config = CommercetoolsConfig::new(
+        auth_url,
+        api_url,
+        project_key,
+        client_id,
+        SecretString::from(client_secret),
+    );
+    config.scopes = scopes;
+    if let Err(error) = config.validate() {
+        errors.0.push(ConfigError::Refused(error.to_string()));
+    }
+    errors.section(|| Some(config))
+}
+
+fn source(flags: &Flags, commercetools: &Parsed<CommercetoolsConfig>) -> Parsed<SourceSettings> {
+    match &flags.input {
+        None => commercetools
+            .clone()
+            .map(|config| SourceSettings::Api(Box::new(config))),
+        Some(path) if path == Path::new("-") => Ok(SourceSettings::Stdin),
+        Some(path) if path.is_dir() => Err(ConfigError::Input {
+            path: path.display().to_string(),
+            reason: "it is a directory, not an export file",
+        }
+        .into()),
+        Some(path) if !path.is_file() => Err(ConfigError::Input {
+            path: path.display().to_string(),
+            reason: "no such file",
+        }
+        .into()),
+        Some(path) => Ok(SourceSettings::File(path.clone())),
+    }
+}
+
+fn state(env: &Env, flags: &Flags) -> Parsed<StateLocation> {
+    let configured = match &flags.state {
+        Some(flag) if flag.trim().is_empty() => {
+            return Err(ConfigError::Blank { name: "--state" }.into())
+        }
+        Some(flag) => flag.trim().to_owned(),
+        None => env
+            .get("SEGMENT_SYNC_STATE")?
+            .unwrap_or(DEFAULT_STATE_PATH)
+            .to_owned(),
+    };
+    Ok(StateLocation::Sqlite(PathBuf::from(configured)))
+}
+
+fn webhook(env: &Env, flags: &Flags) -> Parsed<WebhookSettings> {
+    let mut errors = Errors::default();
+    let token = errors.keep(env.get("WEBHOOK_TOKEN"));
+    let blank_token = token.is_none();
+    // Trimmed and not empty, so always a token.
+    let token = token.flatten().and_then(|v| WebhookToken::parse(v).ok());
+    if !blank_token {
+        if let Err(refused) = check_auth_config(&token, flags.allow_unauthenticated) {
+            errors.0.push(ConfigError::Refused(refused.to_string()));
+        }
+    }
+    let listen = match flags.listen {
+        Some(listen) => Some(listen),
+        None => errors.keep(env.get("PORT").and_then(|port| {
+            match port {
+                None => Ok(SocketAddr::from(([127, 0, 0, 1], 8080))),
+                Some(port) => port
+                    .parse::<u16>()
+                    .map(|port| SocketAddr::from(([0, 0, 0, 0], port)))
+                    .map_err(|_| ConfigError::Invalid {
+                        name: "PORT",
+                        reason: format!("`{port}` is not a port number"),
+                    }),
+            }
+        })),
+    };
+    errors.section(|| {
+        Some(WebhookSettings {
+            token,
+            listen: listen?,
+        })
+    })
+}
+
+/// A positive whole number, when set.
+fn number(env: &Env, name: &'static str) -> Result<Option<u32>, ConfigError> {
+    env.get(name)?
+        .map(|value| {
+            value
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or(ConfigError::Invalid {
+                    name,
+                    reason: format!("`{value}` is not a positive whole number"),
+                })
+        })
+        .transpose()
+}
+
+/// A boolean, when set: `true/false/1/0/yes/no/on/off` in any case.
+fn boolean(env: &Env, name: &'static str) -> Result<Option<bool>, ConfigError> {
+    env.get(name)?
+        .map(|value| match value.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(ConfigError::Invalid {
+                name,
+                reason: format!("`{value}` is not a boolean (true/false, 1/0, yes/no, on/off)"),
+            }),
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests;
