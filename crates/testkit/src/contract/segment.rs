@@ -51,6 +51,9 @@ use segment_sync_ports::{PendingOutcome, SegmentClient, SegmentError};
 use super::{within, Subject};
 
 /// How the Segment behind a client under test answers.
+///
+/// Deliberately exhaustive: a new script breaks every factory's `match` until the
+/// factory says how its Segment plays it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SegmentScript {
     /// Acknowledges every batch at once (200).
