@@ -1,6 +1,8 @@
-//! The SQLite state store against real files in temporary directories.
+//! The SQLite state store against real files in temporary directories: what is
+//! particular to SQLite (reopening, several handles on one file, errors that name
+//! the path, speed). The port's rules are checked by the contract suite
+//! (`tests/contracts/sqlite_state.rs`).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -69,143 +71,6 @@ fn open_error_of(path: &Path) -> (String, String) {
         Err(StateError::Open { path, reason }) => (path, reason),
         other => panic!("expected an Open error, got {other:?}"),
     }
-}
-
-#[tokio::test]
-async fn recorded_deliveries_are_found_and_unknown_ids_are_absent() {
-    let db = TestDb::new();
-    let store = db.open();
-    let entries = vec![
-        ("a".to_owned(), fingerprint(1)),
-        ("b".to_owned(), fingerprint(2)),
-    ];
-    record(&store, &entries).await;
-
-    let query = vec!["a".to_owned(), "b".to_owned(), "never".to_owned()];
-    let found = store.delivered_fingerprints(&query).await.unwrap();
-
-    let expected: HashMap<String, Fingerprint> = entries.into_iter().collect();
-    assert_eq!(found, expected);
-    assert!(store.delivered_fingerprints(&[]).await.unwrap().is_empty());
-}
-
-#[tokio::test]
-async fn a_second_delivery_overwrites_the_fingerprint() {
-    let db = TestDb::new();
-    let store = db.open();
-    record(&store, &[("a".to_owned(), fingerprint(1))]).await;
-    record(&store, &[("a".to_owned(), fingerprint(99))]).await;
-
-    let found = store
-        .delivered_fingerprints(&["a".to_owned()])
-        .await
-        .unwrap();
-
-    assert_eq!(found.len(), 1);
-    assert_eq!(found["a"], fingerprint(99));
-}
-
-#[tokio::test]
-async fn thousands_of_ids_are_looked_up_at_once() {
-    let db = TestDb::new();
-    let store = db.open();
-    let all = ids(0..2_000);
-    // Every other customer delivered: half of each lookup chunk hits.
-    let delivered: Vec<(String, Fingerprint)> = all
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| i % 2 == 0)
-        .map(|(i, id)| (id.clone(), fingerprint(i as u128)))
-        .collect();
-    record(&store, &delivered).await;
-
-    let found = store.delivered_fingerprints(&all).await.unwrap();
-
-    assert_eq!(found.len(), 1_000);
-    assert_eq!(found, delivered.into_iter().collect::<HashMap<_, _>>());
-}
-
-#[tokio::test]
-async fn recording_a_delivery_clears_that_customers_dead_letter() {
-    let db = TestDb::new();
-    let store = db.open();
-    store
-        .add_dead_letters(&[
-            letter("a", "timeout", "2024-05-01T10:00:00Z"),
-            letter("b", "timeout", "2024-05-01T10:00:01Z"),
-        ])
-        .await
-        .unwrap();
-
-    record(&store, &[("a".to_owned(), fingerprint(1))]).await;
-
-    let left: Vec<String> = store
-        .dead_letters()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|l| l.customer_id)
-        .collect();
-    assert_eq!(left, ["b"]);
-}
-
-#[tokio::test]
-async fn a_dead_letter_added_twice_is_one_row_with_two_attempts_and_the_latest_reason() {
-    let db = TestDb::new();
-    let store = db.open();
-    store
-        .add_dead_letters(&[letter("a", "timeout", "2024-05-01T10:00:00Z")])
-        .await
-        .unwrap();
-    store
-        .add_dead_letters(&[letter("a", "503 from Segment", "2024-05-02T10:00:00Z")])
-        .await
-        .unwrap();
-
-    let letters = store.dead_letters().await.unwrap();
-
-    assert_eq!(letters.len(), 1);
-    let expected = DeadLetter {
-        attempts: 2,
-        ..letter("a", "503 from Segment", "2024-05-02T10:00:00Z")
-    };
-    assert_eq!(letters[0], expected);
-}
-
-#[tokio::test]
-async fn dead_letters_are_listed_oldest_first_and_can_be_removed() {
-    let db = TestDb::new();
-    let store = db.open();
-    let mut rejected = letter("c", "invalid email", "2024-05-01T10:00:02Z");
-    rejected.kind = DeadLetterKind::Rejected;
-    rejected.payload = None;
-    rejected.fingerprint = None;
-    store
-        .add_dead_letters(&[
-            letter("b", "timeout", "2024-05-01T10:00:00Z"),
-            letter("a", "timeout", "2024-05-01T10:00:01Z"),
-        ])
-        .await
-        .unwrap();
-    store.add_dead_letters(&[rejected.clone()]).await.unwrap();
-
-    let letters = store.dead_letters().await.unwrap();
-    let order: Vec<&str> = letters.iter().map(|l| l.customer_id.as_str()).collect();
-    assert_eq!(order, ["b", "a", "c"]);
-    assert_eq!(letters[2], rejected);
-
-    store
-        .remove_dead_letters(&["b".to_owned(), "c".to_owned(), "unknown".to_owned()])
-        .await
-        .unwrap();
-    let left: Vec<String> = store
-        .dead_letters()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|l| l.customer_id)
-        .collect();
-    assert_eq!(left, ["a"]);
 }
 
 #[tokio::test]
@@ -414,17 +279,6 @@ async fn two_handles_writing_at_once_both_succeed() {
             2_000
         );
     }
-}
-
-#[tokio::test]
-async fn the_in_memory_store_works_like_the_file() {
-    let store = SqliteStateStore::open_in_memory().unwrap();
-    record(&store, &[("a".to_owned(), fingerprint(3))]).await;
-    let found = store
-        .delivered_fingerprints(&["a".to_owned()])
-        .await
-        .unwrap();
-    assert_eq!(found["a"], fingerprint(3));
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use segment_sync_domain::DeliveryError;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
-use crate::serve_support::{self, Behaviour, TestApp};
+use crate::serve_support::{self, SegmentBehaviour, TestApp};
 
 #[tokio::test]
 async fn through_the_webhook_a_stale_dead_letter_goes_when_content_returns() {
@@ -19,16 +19,20 @@ async fn through_the_webhook_a_stale_dead_letter_goes_when_content_returns() {
     assert_eq!(a.json()["status"], "delivered");
 
     app.segment
-        .behave(Behaviour::Fail(DeliveryError::ConnectionFailed));
+        .behave(SegmentBehaviour::Fail(DeliveryError::ConnectionFailed));
     let b = app.post_json(&content("B")).await;
     assert_eq!(b.status, 500);
-    assert_eq!(app.state.dead_letters_now().len(), 1, "B is a dead letter");
+    assert_eq!(
+        app.state.snapshot().dead_letters.len(),
+        1,
+        "B is a dead letter"
+    );
 
-    app.segment.behave(Behaviour::Deliver);
+    app.segment.behave(SegmentBehaviour::Deliver);
     let back = app.post_json(&content("A")).await;
     assert_eq!(back.json()["status"], "unchanged");
     assert!(
-        app.state.dead_letters_now().is_empty(),
+        app.state.snapshot().dead_letters.is_empty(),
         "B can no longer be replayed over A"
     );
 }

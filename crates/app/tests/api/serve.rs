@@ -12,7 +12,7 @@ use segment_sync_ports::SegmentError;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use crate::serve_support::*;
 
@@ -226,7 +226,7 @@ async fn an_oversize_identify_is_a_400_and_dead_lettered() {
     assert_eq!(response.status, StatusCode::BAD_REQUEST);
     assert_eq!(response.json(), json!({"error": "message over 32 KB"}));
     assert!(app.segment.sent().is_empty());
-    let letters = app.state.dead_letters_now();
+    let letters = app.state.snapshot().dead_letters;
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].customer_id, "c1");
     assert_eq!(letters[0].code, "payload_too_large");
@@ -236,7 +236,7 @@ async fn an_oversize_identify_is_a_400_and_dead_lettered() {
 async fn a_message_segment_rejects_is_a_400_and_dead_lettered() {
     let app = TestApp::new();
     app.segment
-        .behave(Behaviour::Reject(DeliveryError::BadRequest {
+        .behave(SegmentBehaviour::Reject(DeliveryError::BadRequest {
             detail: None,
         }));
 
@@ -249,7 +249,7 @@ async fn a_message_segment_rejects_is_a_400_and_dead_lettered() {
         None,
         "not recorded as delivered"
     );
-    let letters = app.state.dead_letters_now();
+    let letters = app.state.snapshot().dead_letters;
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].code, "bad_request");
     let payload: Value =
@@ -258,11 +258,33 @@ async fn a_message_segment_rejects_is_a_400_and_dead_lettered() {
 }
 
 #[tokio::test]
+async fn a_rejected_customer_delivered_later_leaves_no_dead_letter() {
+    let app = TestApp::new();
+    let body = customer_created(&ada());
+    app.segment
+        .behave_next(SegmentBehaviour::Reject(DeliveryError::BadRequest {
+            detail: None,
+        }));
+    let rejected = app.post_json(&body).await;
+    assert_eq!(rejected.status, StatusCode::BAD_REQUEST);
+    assert_eq!(app.state.snapshot().dead_letters.len(), 1);
+
+    let delivered = app.post_json(&body).await;
+
+    assert_eq!(delivered.status, StatusCode::OK);
+    assert_eq!(delivered.json(), json!({"status": "delivered"}));
+    assert!(
+        app.state.snapshot().dead_letters.is_empty(),
+        "recording the delivery cleared the customer's dead letter"
+    );
+}
+
+#[tokio::test]
 async fn a_segment_failure_is_500_then_the_redelivery_succeeds_then_is_unchanged() {
     let app = TestApp::new();
     let body = customer_created(&ada());
     app.segment
-        .behave(Behaviour::Fail(DeliveryError::MaxRetriesExceeded {
+        .behave(SegmentBehaviour::Fail(DeliveryError::MaxRetriesExceeded {
             last: Box::new(DeliveryError::ServerError { status: 503 }),
         }));
 
@@ -272,7 +294,7 @@ async fn a_segment_failure_is_500_then_the_redelivery_succeeds_then_is_unchanged
     assert_eq!(failed.json(), json!({"error": "Internal server error"}));
     assert_eq!(app.state.fingerprint("c1"), None);
 
-    app.segment.behave(Behaviour::Deliver);
+    app.segment.behave(SegmentBehaviour::Deliver);
     let delivered = app.post_json(&body).await;
 
     assert_eq!(delivered.status, StatusCode::OK);
@@ -297,13 +319,13 @@ async fn every_other_failure_is_a_bare_500() {
     type Break = fn(&TestApp);
     let cases: [(&str, Break); 4] = [
         ("commercetools down", |app| app.source.set_unavailable(true)),
-        ("state store broken", |app| app.state.set_broken(true)),
+        ("state store broken", |app| app.state.set_failing(true)),
         ("Segment client closed", |app| {
-            app.segment.behave(Behaviour::Refuse(SegmentError::Closed));
+            app.segment
+                .behave(SegmentBehaviour::Refuse(SegmentError::Closed));
         }),
         ("write key refused", |app| {
-            app.segment
-                .behave(Behaviour::Fail(DeliveryError::Unauthorized));
+            app.segment.behave(SegmentBehaviour::Unauthorized);
         }),
     ];
     for (what, break_it) in cases {
@@ -420,11 +442,11 @@ fn serving_without_a_token_needs_the_explicit_flag() {
 
 #[tokio::test]
 async fn serve_refuses_to_start_without_a_token() {
-    let segment = Arc::new(FakeSegment::new());
+    let segment = Arc::new(MemorySegment::new());
     let deps = deps(
         &segment,
-        &Arc::new(FakeSource::default()),
-        &Arc::new(FakeState::default()),
+        &Arc::new(MemorySource::new()),
+        &Arc::new(MemoryStateStore::new()),
         None,
     );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -702,7 +724,7 @@ async fn healthz_is_ok_and_readyz_follows_the_state_store() {
     assert_eq!(ready.status, StatusCode::OK);
     assert_eq!(ready.json(), json!({"status": "ready"}));
 
-    app.state.set_broken(true);
+    app.state.set_failing(true);
     let not_ready = app.get("/readyz").await;
     assert_eq!(not_ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(not_ready.json(), json!({"status": "unavailable"}));
@@ -712,23 +734,23 @@ async fn healthz_is_ok_and_readyz_follows_the_state_store() {
 #[tokio::test]
 async fn a_slow_delivery_is_500_and_still_recorded_once_segment_answers() {
     let app = TestApp::with(Some(TOKEN), Duration::from_millis(50));
-    let (gate, gated) = watch::channel(false);
-    app.segment.behave(Behaviour::Gated(gated));
+    let gate = Gate::new();
+    app.segment.behave(SegmentBehaviour::Gated(gate.clone()));
 
     let response = app.post_json(&customer_created(&ada())).await;
 
     assert_eq!(response.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(response.json(), json!({"error": "Internal server error"}));
-    gate.send_replace(true);
-    let recorded = wait_until(|| app.state.fingerprint("c1")).await;
+    gate.open();
+    let recorded = app.state.wait_until(|state| state.fingerprint("c1")).await;
     assert_eq!(recorded, app.segment.sent()[0].fingerprint());
 }
 
 #[tokio::test]
 async fn concurrent_requests_share_one_client_and_each_awaits_its_own_outcome() {
     let app = Arc::new(TestApp::new());
-    let (gate, gated) = watch::channel(false);
-    app.segment.behave(Behaviour::Gated(gated));
+    let gate = Gate::new();
+    app.segment.behave(SegmentBehaviour::Gated(gate.clone()));
 
     let requests: Vec<_> = (0..20)
         .map(|n| {
@@ -742,7 +764,7 @@ async fn concurrent_requests_share_one_client_and_each_awaits_its_own_outcome() 
         })
         .collect();
     app.segment.wait_for_sent(20).await;
-    gate.send_replace(true);
+    gate.open();
 
     for request in requests {
         let response = request.await.unwrap();
@@ -757,16 +779,16 @@ async fn concurrent_requests_share_one_client_and_each_awaits_its_own_outcome() 
 #[tokio::test]
 async fn shutdown_finishes_the_request_in_flight_then_flushes() {
     init_logs();
-    let segment = Arc::new(FakeSegment::new());
-    let state = Arc::new(FakeState::default());
+    let segment = Arc::new(MemorySegment::new());
+    let state = Arc::new(MemoryStateStore::new());
     let deps = deps(
         &segment,
-        &Arc::new(FakeSource::default()),
+        &Arc::new(MemorySource::new()),
         &state,
         Some(TOKEN),
     );
-    let (gate, gated) = watch::channel(false);
-    segment.behave(Behaviour::Gated(gated));
+    let gate = Gate::new();
+    segment.behave(SegmentBehaviour::Gated(gate.clone()));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -794,7 +816,7 @@ async fn shutdown_finishes_the_request_in_flight_then_flushes() {
         !segment.is_closed(),
         "Segment is flushed only after the last request"
     );
-    gate.send_replace(true);
+    gate.open();
 
     let (status, answer) = tokio::time::timeout(DEADLINE, client)
         .await

@@ -1,34 +1,26 @@
-//! In-memory fakes of the ports and helpers to drive the webhook router.
+//! Helpers to drive the webhook router over the testkit's in-memory ports
+//! (`MemorySegment`, `MemorySource`, `MemoryStateStore`), which keep the ports'
+//! documented rules.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::body::{Body, Bytes};
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use base64::Engine as _;
 use segment_sync::serve::{install_metrics, router_with_timeout, ServeDeps, WebhookToken};
 use segment_sync::service::SyncService;
-use segment_sync_domain::sync::{DeadLetter, RunCounts, RunRecord, RunStatus};
-use segment_sync_domain::{
-    Customer, DeliveryError, Fingerprint, Identify, Outcome, UserIdStrategy,
+use segment_sync_domain::{Customer, UserIdStrategy};
+pub use segment_sync_testkit::memory::{
+    Gate, MemorySegment, MemorySource, MemoryStateStore, SegmentBehaviour,
 };
-use segment_sync_ports::{
-    CustomerPages, CustomerQuery, CustomerSource, Delivered, PendingOutcome, SegmentClient,
-    SegmentError, SourceCapabilities, SourceError, StateError, SyncStateStore,
-};
+pub use segment_sync_testkit::DEADLINE;
 use serde_json::{json, Value};
-use time::OffsetDateTime;
-use tokio::sync::watch;
 use tower::ServiceExt as _;
 
 /// The token the test apps require.
 pub const TOKEN: &str = "test-webhook-token";
-/// How long a test waits for something it expects to happen.
-pub const DEADLINE: Duration = Duration::from_secs(10);
 
 /// Logs go to the test output only when `TEST_LOG` is set.
 pub fn init_logs() {
@@ -44,270 +36,6 @@ pub fn init_logs() {
                 .init();
         }
     });
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// What the fake Segment does with the next identify.
-#[derive(Debug, Clone)]
-pub enum Behaviour {
-    /// Delivered at once.
-    Deliver,
-    /// Ends as failed.
-    Fail(DeliveryError),
-    /// Ends as rejected by Segment.
-    Reject(DeliveryError),
-    /// `identify` itself returns this error.
-    Refuse(SegmentError),
-    /// Delivered once the gate is opened (set to `true`).
-    Gated(watch::Receiver<bool>),
-}
-
-/// A Segment client that records every identify it is given.
-pub struct FakeSegment {
-    sent: Mutex<Vec<Identify>>,
-    count: watch::Sender<usize>,
-    behaviour: Mutex<Behaviour>,
-    closed: AtomicBool,
-}
-
-impl FakeSegment {
-    /// A client that delivers everything.
-    pub fn new() -> Self {
-        Self {
-            sent: Mutex::new(Vec::new()),
-            count: watch::Sender::new(0),
-            behaviour: Mutex::new(Behaviour::Deliver),
-            closed: AtomicBool::new(false),
-        }
-    }
-
-    /// Changes what happens to the next messages.
-    pub fn behave(&self, behaviour: Behaviour) {
-        *lock(&self.behaviour) = behaviour;
-    }
-
-    /// Every message it was given, in order.
-    pub fn sent(&self) -> Vec<Identify> {
-        lock(&self.sent).clone()
-    }
-
-    /// Every message it was given, parsed.
-    pub fn sent_json(&self) -> Vec<Value> {
-        self.sent()
-            .iter()
-            .map(|m| serde_json::from_str(m.json()).expect("identify JSON"))
-            .collect()
-    }
-
-    /// Whether `close_and_flush` was called.
-    pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::SeqCst)
-    }
-
-    /// Waits until it has been given at least `n` messages.
-    pub async fn wait_for_sent(&self, n: usize) {
-        let mut count = self.count.subscribe();
-        tokio::time::timeout(DEADLINE, count.wait_for(|sent| *sent >= n))
-            .await
-            .unwrap_or_else(|_| panic!("{n} identify calls expected within {DEADLINE:?}"))
-            .expect("the sender lives as long as the fake");
-    }
-}
-
-#[async_trait]
-impl SegmentClient for FakeSegment {
-    async fn identify(&self, message: Identify) -> Result<PendingOutcome, SegmentError> {
-        if self.is_closed() {
-            return Err(SegmentError::Closed);
-        }
-        let behaviour = lock(&self.behaviour).clone();
-        if let Behaviour::Refuse(error) = behaviour {
-            return Err(error);
-        }
-        lock(&self.sent).push(message);
-        self.count.send_modify(|n| *n += 1);
-        Ok(match behaviour {
-            Behaviour::Deliver => PendingOutcome::ready(Outcome::Delivered),
-            Behaviour::Fail(error) => PendingOutcome::ready(Outcome::Failed(error)),
-            Behaviour::Reject(error) => PendingOutcome::ready(Outcome::Rejected(error)),
-            Behaviour::Gated(mut gate) => PendingOutcome::new(async move {
-                match gate.wait_for(|open| *open).await {
-                    Ok(_) => Outcome::Delivered,
-                    Err(_) => Outcome::Failed(DeliveryError::ConnectionFailed),
-                }
-            }),
-            Behaviour::Refuse(_) => unreachable!("returned above"),
-        })
-    }
-
-    async fn flush(&self) -> Result<(), SegmentError> {
-        Ok(())
-    }
-
-    async fn close_and_flush(&self, _timeout: Duration) -> Result<(), SegmentError> {
-        self.closed.store(true, Ordering::SeqCst);
-        Ok(())
-    }
-}
-
-/// A customer source backed by a map.
-#[derive(Default)]
-pub struct FakeSource {
-    customers: Mutex<HashMap<String, Customer>>,
-    unavailable: AtomicBool,
-    lookups: Mutex<Vec<String>>,
-}
-
-impl FakeSource {
-    /// Adds or replaces a customer.
-    pub fn put(&self, customer: Customer) {
-        lock(&self.customers).insert(customer.id.clone(), customer);
-    }
-
-    /// Makes every read fail as if commercetools were down.
-    pub fn set_unavailable(&self, unavailable: bool) {
-        self.unavailable.store(unavailable, Ordering::SeqCst);
-    }
-
-    /// The ids looked up, in order.
-    pub fn lookups(&self) -> Vec<String> {
-        lock(&self.lookups).clone()
-    }
-}
-
-#[async_trait]
-impl CustomerSource for FakeSource {
-    fn capabilities(&self) -> SourceCapabilities {
-        SourceCapabilities {
-            tracks_changes: true,
-            by_id: true,
-        }
-    }
-
-    async fn customers(
-        &self,
-        _query: CustomerQuery,
-    ) -> Result<Box<dyn CustomerPages>, SourceError> {
-        Err(SourceError::Protocol(
-            "the webhook never walks customers".to_owned(),
-        ))
-    }
-
-    async fn customer_by_id(&self, id: &str) -> Result<Option<Customer>, SourceError> {
-        lock(&self.lookups).push(id.to_owned());
-        if self.unavailable.load(Ordering::SeqCst) {
-            return Err(SourceError::Unavailable("503 from the fake".to_owned()));
-        }
-        Ok(lock(&self.customers).get(id).cloned())
-    }
-}
-
-/// A state store in memory.
-#[derive(Default)]
-pub struct FakeState {
-    fingerprints: Mutex<HashMap<String, Fingerprint>>,
-    dead_letters: Mutex<Vec<DeadLetter>>,
-    broken: AtomicBool,
-}
-
-impl FakeState {
-    /// Makes every call fail.
-    pub fn set_broken(&self, broken: bool) {
-        self.broken.store(broken, Ordering::SeqCst);
-    }
-
-    /// The fingerprint recorded for a customer.
-    pub fn fingerprint(&self, customer_id: &str) -> Option<Fingerprint> {
-        lock(&self.fingerprints).get(customer_id).copied()
-    }
-
-    /// The dead letters recorded.
-    pub fn dead_letters_now(&self) -> Vec<DeadLetter> {
-        lock(&self.dead_letters).clone()
-    }
-
-    fn check(&self) -> Result<(), StateError> {
-        if self.broken.load(Ordering::SeqCst) {
-            Err(StateError::Storage("disk I/O error (fake)".to_owned()))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-#[async_trait]
-impl SyncStateStore for FakeState {
-    async fn delivered_fingerprints(
-        &self,
-        customer_ids: &[String],
-    ) -> Result<HashMap<String, Fingerprint>, StateError> {
-        self.check()?;
-        let held = lock(&self.fingerprints);
-        Ok(customer_ids
-            .iter()
-            .filter_map(|id| held.get(id).map(|f| (id.clone(), *f)))
-            .collect())
-    }
-
-    async fn record_delivered<'a>(&self, delivered: &[Delivered<'a>]) -> Result<(), StateError> {
-        self.check()?;
-        let mut held = lock(&self.fingerprints);
-        for d in delivered {
-            held.insert(d.customer_id.to_owned(), d.fingerprint);
-        }
-        Ok(())
-    }
-
-    async fn high_water_mark(&self) -> Result<Option<OffsetDateTime>, StateError> {
-        self.check()?;
-        Ok(None)
-    }
-
-    async fn set_high_water_mark(&self, _at: OffsetDateTime) -> Result<(), StateError> {
-        self.check()
-    }
-
-    async fn add_dead_letters(&self, letters: &[DeadLetter]) -> Result<(), StateError> {
-        self.check()?;
-        lock(&self.dead_letters).extend_from_slice(letters);
-        Ok(())
-    }
-
-    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StateError> {
-        self.check()?;
-        Ok(self.dead_letters_now())
-    }
-
-    async fn remove_dead_letters(&self, customer_ids: &[String]) -> Result<(), StateError> {
-        self.check()?;
-        lock(&self.dead_letters).retain(|l| !customer_ids.contains(&l.customer_id));
-        Ok(())
-    }
-
-    async fn start_run(&self, _kind: &str, _started_at: OffsetDateTime) -> Result<i64, StateError> {
-        self.check()?;
-        Ok(1)
-    }
-
-    async fn finish_run(
-        &self,
-        _id: i64,
-        _status: RunStatus,
-        _counts: RunCounts,
-        _error: Option<String>,
-    ) -> Result<(), StateError> {
-        self.check()
-    }
-
-    async fn runs(&self, _limit: usize) -> Result<Vec<RunRecord>, StateError> {
-        self.check()?;
-        Ok(Vec::new())
-    }
 }
 
 /// A response, read whole.
@@ -331,16 +59,16 @@ impl TestResponse {
     }
 }
 
-/// A webhook router over fresh fakes.
+/// A webhook router over fresh in-memory ports.
 pub struct TestApp {
     /// The router under test.
     pub router: Router,
     /// The Segment it sends to.
-    pub segment: Arc<FakeSegment>,
+    pub segment: Arc<MemorySegment>,
     /// The customers it can read.
-    pub source: Arc<FakeSource>,
+    pub source: Arc<MemorySource>,
     /// What it remembers.
-    pub state: Arc<FakeState>,
+    pub state: Arc<MemoryStateStore>,
 }
 
 impl TestApp {
@@ -352,9 +80,9 @@ impl TestApp {
     /// With this token (or none) and request timeout.
     pub fn with(token: Option<&str>, request_timeout: Duration) -> Self {
         init_logs();
-        let segment = Arc::new(FakeSegment::new());
-        let source = Arc::new(FakeSource::default());
-        let state = Arc::new(FakeState::default());
+        let segment = Arc::new(MemorySegment::new());
+        let source = Arc::new(MemorySource::new());
+        let state = Arc::new(MemoryStateStore::new());
         let deps = deps(&segment, &source, &state, token);
         let router = router_with_timeout(deps, install_metrics(), request_timeout);
         Self {
@@ -399,11 +127,11 @@ impl TestApp {
     }
 }
 
-/// The ports wired to these fakes.
+/// The ports wired to these in-memory ones.
 pub fn deps(
-    segment: &Arc<FakeSegment>,
-    source: &Arc<FakeSource>,
-    state: &Arc<FakeState>,
+    segment: &Arc<MemorySegment>,
+    source: &Arc<MemorySource>,
+    state: &Arc<MemoryStateStore>,
     token: Option<&str>,
 ) -> ServeDeps {
     ServeDeps {
