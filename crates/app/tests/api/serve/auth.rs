@@ -1,0 +1,153 @@
+//! The token in front of the webhook, and serving without one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use segment_sync::serve::{check_auth_config, serve, ServeError, ServeOptions, WebhookToken};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use super::ada;
+use crate::serve_support::*;
+
+#[tokio::test]
+async fn missing_or_wrong_tokens_are_refused_and_nothing_is_sent() {
+    let app = TestApp::new();
+    let body = customer_created(&ada()).to_string();
+    let requests = [
+        ("no token", webhook_request(body.clone(), None)),
+        (
+            "wrong bearer",
+            webhook_request(body.clone(), Some("test-webhook-tokem")),
+        ),
+        (
+            "bearer prefix of the token",
+            webhook_request(body.clone(), Some("test-webhook")),
+        ),
+        (
+            "wrong query token",
+            Request::post("/webhooks/commercetools?token=nope")
+                .body(Body::from(body.clone()))
+                .unwrap(),
+        ),
+        (
+            "token in another scheme",
+            Request::post("/webhooks/commercetools")
+                .header("authorization", format!("Basic {TOKEN}"))
+                .body(Body::from(body.clone()))
+                .unwrap(),
+        ),
+    ];
+    for (what, request) in requests {
+        let response = app.request(request).await;
+
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{what}");
+        assert_eq!(response.json(), json!({"error": "Unauthorized"}), "{what}");
+    }
+    assert!(app.segment.sent().is_empty());
+}
+
+#[tokio::test]
+async fn the_token_is_accepted_in_the_header_or_the_query() {
+    let app = TestApp::new();
+    let body = customer_created(&ada()).to_string();
+
+    let header = app
+        .request(webhook_request(body.clone(), Some(TOKEN)))
+        .await;
+    let query = app
+        .request(
+            Request::post(format!("/webhooks/commercetools?foo=1&token={TOKEN}"))
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await;
+
+    assert_eq!(header.status, StatusCode::OK);
+    assert_eq!(header.json(), json!({"status": "delivered"}));
+    assert_eq!(query.status, StatusCode::OK);
+    assert_eq!(query.json(), json!({"status": "unchanged"}));
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_matched_in_any_case() {
+    let app = TestApp::new();
+    let body = customer_created(&ada()).to_string();
+    for scheme in ["bearer", "BEARER", "BeArEr"] {
+        let request = Request::post("/webhooks/commercetools")
+            .header("authorization", format!("{scheme} {TOKEN}"))
+            .body(Body::from(body.clone()))
+            .unwrap();
+        assert_eq!(
+            app.request(request).await.status,
+            StatusCode::OK,
+            "{scheme}"
+        );
+    }
+    let basic = Request::post("/webhooks/commercetools")
+        .header("authorization", format!("Basic {TOKEN}"))
+        .body(Body::from(body))
+        .unwrap();
+    assert_eq!(app.request(basic).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn without_a_configured_token_every_request_passes() {
+    let app = TestApp::with(None, Duration::from_secs(10));
+
+    let response = app
+        .request(webhook_request(customer_created(&ada()).to_string(), None))
+        .await;
+
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(app.segment.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn probes_and_metrics_need_no_token() {
+    let app = TestApp::new();
+
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(app.get(path).await.status, StatusCode::OK, "{path}");
+    }
+}
+
+#[test]
+fn serving_without_a_token_needs_the_explicit_flag() {
+    let refused = check_auth_config(&None, false).unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "WEBHOOK_TOKEN is not set: set it, or pass --allow-unauthenticated to accept unauthenticated requests"
+    );
+    assert!(matches!(refused, ServeError::MissingToken));
+    assert!(check_auth_config(&None, true).is_ok());
+    let token = Some(WebhookToken::parse("s3cret").unwrap());
+    assert!(check_auth_config(&token, false).is_ok());
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_without_a_token() {
+    let segment = Arc::new(MemorySegment::new());
+    let deps = deps(
+        &segment,
+        &Arc::new(MemorySource::new()),
+        &Arc::new(MemoryStateStore::new()),
+        None,
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+
+    let result = serve(
+        listener,
+        deps,
+        &ServeOptions::default(),
+        std::future::pending(),
+    )
+    .await;
+
+    assert!(
+        matches!(result, Err(ServeError::MissingToken)),
+        "{result:?}"
+    );
+}
