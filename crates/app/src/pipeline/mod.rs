@@ -68,6 +68,10 @@ pub enum Abort {
     /// Ctrl-C or SIGTERM.
     #[error("interrupted")]
     Interrupted,
+    /// Outcomes came back but recording them did not finish in time: the run did
+    /// not cover what it read, and those customers are sent again next run.
+    #[error("outcomes not recorded within {} s; they are sent again next run", .0.as_secs())]
+    Unrecorded(Duration),
 }
 
 impl From<SegmentError> for Abort {
@@ -248,19 +252,19 @@ where
     // by the next run (Segment drops the repeated messageIds).
     let mut recorder = recorder;
     let recorded = match tokio::time::timeout(drain_timeout, &mut recorder).await {
-        Ok(joined) => {
-            joined.unwrap_or_else(|e| Err(StateError::Storage(format!("recorder stopped: {e}"))))
-        }
+        Ok(joined) => joined
+            .unwrap_or_else(|e| Err(StateError::Storage(format!("recorder stopped: {e}"))))
+            .map_err(Abort::State),
         Err(_) => {
             recorder.abort();
-            Ok(())
+            Err(Abort::Unrecorded(drain_timeout))
         }
     };
     let abort = if fatal.load(Ordering::SeqCst) {
         Some(Abort::InvalidWriteKey)
     } else {
         fed.err()
-            .or(recorded.err().map(Abort::State))
+            .or(recorded.err())
             .or(flush_abort(flushed, drain_timeout))
     };
     (live.snapshot(), abort)
@@ -276,3 +280,6 @@ fn flush_abort(
         Err(_) => Some(Abort::Segment(SegmentError::DrainTimeout(drain_timeout))),
     }
 }
+
+#[cfg(test)]
+mod tests;

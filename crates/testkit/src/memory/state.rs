@@ -36,6 +36,7 @@ use crate::DEADLINE;
 pub struct MemoryStateStore {
     held: Mutex<Held>,
     failing: AtomicBool,
+    write_delay: Mutex<std::time::Duration>,
     /// Counts writes, so that waiters wake on each one.
     writes: watch::Sender<u64>,
 }
@@ -87,7 +88,27 @@ impl MemoryStateStore {
         Self {
             held: Mutex::new(Held::default()),
             failing: AtomicBool::new(false),
+            write_delay: Mutex::new(std::time::Duration::ZERO),
             writes: watch::Sender::new(0),
+        }
+    }
+
+    /// Makes every write wait this long first (on tokio's clock, so a paused
+    /// clock skips it): a database that is slow to commit.
+    pub fn set_write_delay(&self, delay: std::time::Duration) {
+        *self
+            .write_delay
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = delay;
+    }
+
+    async fn wait_to_write(&self) {
+        let delay = *self
+            .write_delay
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
         }
     }
 
@@ -186,6 +207,7 @@ impl SyncStateStore for MemoryStateStore {
     }
 
     async fn record_delivered<'a>(&self, delivered: &[Delivered<'a>]) -> Result<(), StateError> {
+        self.wait_to_write().await;
         self.write("recording deliveries", |held| {
             for d in delivered {
                 held.delivered
@@ -202,6 +224,7 @@ impl SyncStateStore for MemoryStateStore {
     }
 
     async fn set_high_water_mark(&self, at: OffsetDateTime) -> Result<(), StateError> {
+        self.wait_to_write().await;
         self.write("moving the high-water mark", |held| {
             held.high_water_mark = Some(at);
             Ok(())
@@ -209,6 +232,7 @@ impl SyncStateStore for MemoryStateStore {
     }
 
     async fn add_dead_letters(&self, letters: &[DeadLetter]) -> Result<(), StateError> {
+        self.wait_to_write().await;
         self.write("adding dead letters", |held| {
             for letter in letters {
                 let attempts = match held.dead_letter_seq.get(&letter.customer_id) {
@@ -237,6 +261,7 @@ impl SyncStateStore for MemoryStateStore {
     }
 
     async fn remove_dead_letters(&self, customer_ids: &[String]) -> Result<(), StateError> {
+        self.wait_to_write().await;
         self.write("removing dead letters", |held| {
             let ids: HashSet<&String> = customer_ids.iter().collect();
             for id in ids {
@@ -249,6 +274,7 @@ impl SyncStateStore for MemoryStateStore {
     async fn start_run(&self, kind: &str, started_at: OffsetDateTime) -> Result<i64, StateError> {
         let doing = "starting a run";
         let started_at = rfc3339(doing, started_at)?;
+        self.wait_to_write().await;
         self.write(doing, |held| {
             let id = i64::try_from(held.runs.len() + 1)
                 .map_err(|_| StateError::Storage(format!("{doing}: too many runs")))?;
@@ -274,6 +300,7 @@ impl SyncStateStore for MemoryStateStore {
     ) -> Result<(), StateError> {
         let doing = "finishing a run";
         let finished_at = rfc3339(doing, OffsetDateTime::now_utc())?;
+        self.wait_to_write().await;
         self.write(doing, |held| {
             let run = usize::try_from(id)
                 .ok()

@@ -1,0 +1,299 @@
+//! The engine over the in-memory ports, on tokio's paused clock: no sockets, no
+//! real timers, and a timeout of minutes passes in no time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use segment_sync_domain::sync::{DeadLetterKind, RunStatus};
+use segment_sync_domain::{Customer, DeliveryError, UserIdStrategy};
+use segment_sync_ports::{SegmentClient, SourceCapabilities, SyncStateStore};
+use segment_sync_testkit::memory::{
+    Gate, MemorySegment, MemorySource, MemoryStateStore, SegmentBehaviour,
+};
+use tokio::sync::watch;
+
+use super::*;
+
+const DRAIN: Duration = Duration::from_secs(120);
+
+/// A source of customers, a state, and a fresh Segment client per run, as each
+/// run of the binary has.
+struct World {
+    source: Arc<MemorySource>,
+    state: Arc<MemoryStateStore>,
+}
+
+impl World {
+    /// `count` customers, every `no_email_every`-th without an email.
+    fn new(count: usize, no_email_every: usize) -> Self {
+        let source = MemorySource::new().with_page_size(100);
+        for i in 0..count {
+            source.put(customer(i, no_email_every == 0 || i % no_email_every != 0));
+        }
+        Self {
+            source: Arc::new(source),
+            state: Arc::new(MemoryStateStore::new()),
+        }
+    }
+
+    fn with_source(source: MemorySource) -> Self {
+        Self {
+            source: Arc::new(source),
+            state: Arc::new(MemoryStateStore::new()),
+        }
+    }
+
+    fn parts(&self, segment: &Arc<MemorySegment>) -> (Ports, SyncService) {
+        let segment: Arc<dyn SegmentClient> = segment.clone();
+        let state: Arc<dyn SyncStateStore> = self.state.clone();
+        let service = SyncService::new(segment.clone(), state.clone(), UserIdStrategy::Email);
+        (Ports { segment, state }, service)
+    }
+
+    async fn sync_with(
+        &self,
+        segment: &Arc<MemorySegment>,
+        request: Request,
+        interrupt: watch::Receiver<bool>,
+    ) -> Report {
+        let (ports, service) = self.parts(segment);
+        let live = Arc::new(LiveCounts::default());
+        sync(
+            self.source.as_ref(),
+            &ports,
+            &service,
+            request,
+            DRAIN,
+            live,
+            interrupt,
+        )
+        .await
+        .expect("the run starts and ends")
+    }
+
+    async fn sync(&self, segment: &Arc<MemorySegment>) -> Report {
+        self.sync_with(segment, Request::default(), never()).await
+    }
+
+    async fn replay(&self, segment: &Arc<MemorySegment>) -> Report {
+        let (ports, service) = self.parts(segment);
+        replay(&ports, &service, DRAIN, Arc::new(LiveCounts::default()))
+            .await
+            .expect("the replay starts and ends")
+    }
+}
+
+fn customer(i: usize, with_email: bool) -> Customer {
+    Customer {
+        id: format!("c{i:05}"),
+        version: 1,
+        email: with_email.then(|| format!("user{i}@example.com")),
+        first_name: Some(format!("First{i}")),
+        // Just now: inside an incremental run's look-back window.
+        last_modified_at: Some(crate::service::now_rfc3339()),
+        ..Customer::default()
+    }
+}
+
+fn segment(behaviour: SegmentBehaviour) -> Arc<MemorySegment> {
+    Arc::new(MemorySegment::behaving(behaviour))
+}
+
+/// An interrupt that never comes.
+fn never() -> watch::Receiver<bool> {
+    watch::channel(false).1
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_run_sends_each_customer_with_an_email_once_and_moves_the_mark() {
+    let world = World::new(1_000, 10);
+    let segment = segment(SegmentBehaviour::Deliver);
+
+    let report = world.sync(&segment).await;
+
+    assert_eq!(report.abort, None);
+    assert_eq!(report.counts.read, 1_000);
+    assert_eq!(report.counts.sent, 900);
+    assert_eq!(report.counts.skipped, 100);
+    assert_eq!(segment.sent().len(), 900);
+    let state = world.state.snapshot();
+    assert_eq!(state.delivered.len(), 900);
+    assert!(state.high_water_mark.is_some(), "the mark moved");
+    assert_eq!(state.runs[0].status, RunStatus::Succeeded);
+    assert!(segment.is_closed(), "the run closes its client");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_run_finds_everything_unchanged_and_sends_nothing() {
+    let world = World::new(300, 0);
+    world.sync(&segment(SegmentBehaviour::Deliver)).await;
+
+    let second = segment(SegmentBehaviour::Deliver);
+    let report = world.sync(&second).await;
+
+    assert_eq!(report.counts.unchanged, 300);
+    assert_eq!(report.counts.sent, 0);
+    assert!(second.sent().is_empty());
+    assert_eq!(world.source.walks().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_keep_the_mark_and_a_replay_delivers_them() {
+    let world = World::new(50, 0);
+    let failing = segment(SegmentBehaviour::Fail(DeliveryError::MaxRetriesExceeded {
+        last: Box::new(DeliveryError::ConnectionFailed),
+    }));
+
+    let report = world.sync(&failing).await;
+
+    assert_eq!(report.counts.failed, 50);
+    assert_eq!(report.status(), RunStatus::CompletedWithErrors);
+    assert_eq!(
+        report.last_failure.as_deref(),
+        Some("Max retries exceeded (last: Connection failed)")
+    );
+    let state = world.state.snapshot();
+    assert_eq!(state.high_water_mark, None, "the mark stays");
+    assert_eq!(state.dead_letters.len(), 50);
+    assert!(state
+        .dead_letters
+        .iter()
+        .all(|l| l.kind == DeadLetterKind::Failed));
+
+    let healthy = segment(SegmentBehaviour::Deliver);
+    let replayed = world.replay(&healthy).await;
+    assert_eq!(replayed.counts.sent, 50);
+    assert_eq!(healthy.sent().len(), 50);
+    let state = world.state.snapshot();
+    assert!(state.dead_letters.is_empty());
+    assert_eq!(state.delivered.len(), 50);
+    assert_eq!(state.runs[1].kind, "replay");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_write_key_aborts_the_run_and_keeps_the_mark() {
+    let world = World::new(500, 0);
+    let refused = segment(SegmentBehaviour::Unauthorized);
+
+    let report = world.sync(&refused).await;
+
+    assert_eq!(report.abort, Some(Abort::InvalidWriteKey));
+    assert_eq!(report.status(), RunStatus::Aborted);
+    let state = world.state.snapshot();
+    assert!(state.delivered.is_empty());
+    assert!(
+        state.dead_letters.is_empty(),
+        "a rerun with the right key sends them"
+    );
+    assert_eq!(state.high_water_mark, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_records_what_was_in_flight_and_keeps_the_mark() {
+    let world = World::new(1_000, 0);
+    let gate = Gate::new();
+    let held = segment(SegmentBehaviour::Gated(gate.clone()));
+    let (interrupt, interrupted) = watch::channel(false);
+
+    let run = world.sync_with(&held, Request::default(), interrupted);
+    let stop = async {
+        held.wait_for_sent(150).await;
+        interrupt.send_replace(true);
+        gate.open();
+    };
+    let (report, ()) = tokio::join!(run, stop);
+
+    assert_eq!(report.abort, Some(Abort::Interrupted));
+    let sent = held.sent().len();
+    assert!(sent >= 150 && sent < 1_000, "stopped reading: {sent} sent");
+    assert_eq!(
+        report.counts.sent as usize, sent,
+        "every handed-over message counted"
+    );
+    assert_eq!(
+        report.counts.read,
+        report.counts.sent + report.counts.failed,
+        "read is what was handed over"
+    );
+    let state = world.state.snapshot();
+    assert_eq!(
+        state.delivered.len(),
+        sent,
+        "what was acknowledged is recorded"
+    );
+    assert_eq!(state.high_water_mark, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn recording_that_outlasts_the_drain_timeout_aborts_the_run_and_keeps_the_mark() {
+    let world = World::new(10, 0);
+    world.state.set_write_delay(DRAIN * 3);
+    let segment = segment(SegmentBehaviour::Deliver);
+
+    let (ports, service) = world.parts(&segment);
+    // Start and mark writes are slow too; only the recording may time out.
+    let report = sync(
+        world.source.as_ref(),
+        &ports,
+        &service,
+        Request::default(),
+        DRAIN,
+        Arc::new(LiveCounts::default()),
+        never(),
+    )
+    .await
+    .expect("the run starts and ends");
+
+    assert_eq!(report.abort, Some(Abort::Unrecorded(DRAIN)));
+    assert_eq!(world.state.snapshot().high_water_mark, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_segment_that_never_answers_ends_the_run_at_the_drain_timeout() {
+    let world = World::new(5, 0);
+    let stuck = segment(SegmentBehaviour::Gated(Gate::new()));
+
+    let started = tokio::time::Instant::now();
+    let report = world.sync(&stuck).await;
+
+    assert!(matches!(
+        report.abort,
+        Some(Abort::Segment(_)) | Some(Abort::Unrecorded(_))
+    ));
+    assert!(started.elapsed() >= DRAIN, "it waited the drain timeout");
+    assert_eq!(world.state.snapshot().high_water_mark, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_export_is_read_whole_and_never_moves_the_mark() {
+    let source = MemorySource::new().with_capabilities(SourceCapabilities {
+        tracks_changes: false,
+        by_id: true,
+    });
+    for i in 0..20 {
+        source.put(customer(i, true));
+    }
+    let world = World::with_source(source);
+
+    let report = world.sync(&segment(SegmentBehaviour::Deliver)).await;
+
+    assert_eq!(report.counts.sent, 20);
+    assert_eq!(world.state.snapshot().high_water_mark, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_incremental_run_asks_for_changes_since_the_mark_less_the_margin() {
+    let world = World::new(3, 0);
+    world.sync(&segment(SegmentBehaviour::Deliver)).await;
+    let mark = world.state.snapshot().high_water_mark.expect("moved");
+
+    world.sync(&segment(SegmentBehaviour::Deliver)).await;
+
+    assert_eq!(
+        world.source.walks(),
+        [
+            segment_sync_ports::CustomerQuery::All,
+            segment_sync_ports::CustomerQuery::ChangedSince(mark - SAFETY_MARGIN),
+        ]
+    );
+}
