@@ -205,7 +205,7 @@ async fn an_interrupt_records_what_was_in_flight_and_keeps_the_mark() {
 
     assert_eq!(report.abort, Some(Abort::Interrupted));
     let sent = held.sent().len();
-    assert!(sent >= 150 && sent < 1_000, "stopped reading: {sent} sent");
+    assert!((150..1_000).contains(&sent), "stopped reading: {sent} sent");
     assert_eq!(
         report.counts.sent as usize, sent,
         "every handed-over message counted"
