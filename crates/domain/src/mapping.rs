@@ -82,13 +82,14 @@ impl Mapping {
     }
 
     /// One line saying what the mapping does, for `check` and logs, e.g.
-    /// `excludes birthday, phone; renames firstName; 1 constant; custom fields
-    /// loyaltyTier, newsletter at the top level; consent Advertising, Analytics`.
+    /// `excludes birthday, phone; renames firstName → first_name; 1 constant;
+    /// custom fields loyaltyTier, newsletter at the top level; consent Advertising`,
+    /// or `the standard traits` for the empty mapping.
     pub fn summary(&self) -> String {
         self.rules().summary()
     }
 
-    pub(crate) fn from_rules(rules: Rules) -> Self {
+    fn from_rules(rules: Rules) -> Self {
         if rules == *Rules::standard() {
             Self(None)
         } else {
