@@ -52,6 +52,7 @@ const DOMAIN_ALLOWED: &[&str] = &[
     "serde_json",
     "serde_path_to_error",
     "thiserror",
+    "toml",
     "xxhash-rust",
 ];
 

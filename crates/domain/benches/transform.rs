@@ -10,11 +10,27 @@ use std::hint::black_box;
 
 use criterion::{criterion_main, BenchmarkId, Criterion, Throughput};
 use segment_sync_domain::identify::identify;
-use segment_sync_domain::{Customer, UserIdStrategy};
+use segment_sync_domain::{Customer, IdentifyRules, UserIdStrategy};
 
 const FIXTURE: &str = include_str!("customers.ndjson");
 /// Customers per iteration: the fixture, cycled.
 const BATCH: usize = 1_000;
+/// A mapping that uses every kind of setting, on fields the fixture has.
+const MAPPING: &str = r#"
+[traits]
+exclude = ["birthday", "phone", "address.street"]
+rename = { firstName = "first_name", "address.postalCode" = "address.zip" }
+constant = { source = "commercetools" }
+
+[custom]
+include = ["loyaltyTier", "newsletter", "interests"]
+rename = { loyaltyTier = "tier" }
+placement = "top-level"
+
+[consent.categories]
+Advertising = "newsletter"
+Analytics = { field = "preferredChannel", true_when = ["email", "sms"] }
+"#;
 
 fn records() -> Vec<&'static str> {
     FIXTURE.lines().cycle().take(BATCH).collect()
@@ -46,6 +62,22 @@ fn transform(c: &mut Criterion) {
                     .filter_map(|customer| {
                         identify(black_box(customer), UserIdStrategy::Email).ok()
                     })
+                    .map(|message| message.json().len())
+                    .sum::<usize>()
+            })
+        },
+    );
+    // The same under a mapping: what a mapping file costs on top.
+    let rules = IdentifyRules::from_toml(UserIdStrategy::Email, MAPPING, "bench.toml")
+        .expect("the bench mapping is valid");
+    group.bench_with_input(
+        BenchmarkId::new("identify_mapped", BATCH),
+        &customers,
+        |b, customers| {
+            b.iter(|| {
+                customers
+                    .iter()
+                    .filter_map(|customer| rules.identify(black_box(customer)).ok())
                     .map(|message| message.json().len())
                     .sum::<usize>()
             })

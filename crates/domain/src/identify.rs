@@ -1,5 +1,8 @@
 //! The transformation: a commercetools [`Customer`] becomes one Segment identify
 //! message, or a typed reason why none is sent.
+//!
+//! [`identify`] builds the standard payload; [`IdentifyRules`] builds it as a
+//! [`Mapping`] says, for a long-running caller that holds its rules.
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -12,6 +15,7 @@ use crate::batch::MAX_MESSAGE_BYTES;
 use crate::customer::{Address, Customer};
 use crate::delivery::DeliveryError;
 use crate::identity::{Email, EmailError, MessageId, UserId, UserIdStrategy};
+use crate::mapping::{Mapping, MappingErrors, Rules, TraitKey};
 use crate::{LIBRARY_NAME, LIBRARY_VERSION};
 
 /// Why a customer is deliberately not sent.
@@ -37,19 +41,28 @@ pub enum NotSent {
     Rejected(DeliveryError),
 }
 
-/// A hash of what Segment would store for a customer: its `userId` and traits.
-/// Equal content gives equal fingerprints whatever the customer's version or
-/// modification time, so an update that changes no trait sends nothing.
+/// A hash of what Segment would store for a customer: its `userId`, traits and
+/// consent preferences (when a mapping sends them). Equal content gives equal
+/// fingerprints whatever the customer's version or modification time, so an
+/// update that changes no trait sends nothing, and a mapping change resends only
+/// the customers whose payload it changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Fingerprint(u128);
 
 impl Fingerprint {
-    /// The fingerprint of a `userId` and the serialised traits.
-    fn of(user_id: &str, traits_json: &str) -> Self {
+    /// The fingerprint of a `userId`, the serialised traits and the serialised
+    /// `context.consent`. Without consent it is the fingerprint of the first two
+    /// alone, as before mappings existed, so stored fingerprints stay valid.
+    fn of(user_id: &str, traits_json: &str, consent_json: Option<&str>) -> Self {
         let mut hasher = xxhash_rust::xxh3::Xxh3::new();
         hasher.update(user_id.as_bytes());
         hasher.update(&[0]);
         hasher.update(traits_json.as_bytes());
+        if let Some(consent) = consent_json {
+            // JSON never holds a raw NUL, so the parts cannot run into each other.
+            hasher.update(&[0]);
+            hasher.update(consent.as_bytes());
+        }
         Self(hasher.digest128())
     }
 
@@ -121,7 +134,7 @@ impl Identify {
     }
 
     /// Rebuilds a message from the JSON this module produced (a dead letter being
-    /// replayed): the `userId`, `messageId` and traits are read back from it.
+    /// replayed): the `userId`, `messageId`, traits and consent are read back from it.
     pub fn from_json(customer_id: &str, json: String) -> Result<Self, NotSent> {
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
@@ -133,12 +146,23 @@ impl Identify {
             message_id: std::borrow::Cow<'a, str>,
             #[serde(borrow)]
             traits: &'a serde_json::value::RawValue,
+            #[serde(borrow, default)]
+            context: Option<StoredContext<'a>>,
+        }
+        #[derive(serde::Deserialize)]
+        struct StoredContext<'a> {
+            #[serde(borrow, default)]
+            consent: Option<&'a serde_json::value::RawValue>,
         }
         let stored: Stored<'_> = serde_json::from_str(&json)
             .map_err(|_| NotSent::Rejected(DeliveryError::InvalidPayload))?;
         let user_id = UserId::parse(&stored.user_id)
             .map_err(|_| NotSent::Rejected(DeliveryError::EmptyUserId))?;
-        let fingerprint = Fingerprint::of(user_id.as_ref(), stored.traits.get());
+        let consent = stored
+            .context
+            .and_then(|context| context.consent)
+            .map(|consent| consent.get());
+        let fingerprint = Fingerprint::of(user_id.as_ref(), stored.traits.get(), consent);
         if stored.message_id.is_empty() || stored.message_id.len() >= 100 {
             return Err(NotSent::Rejected(DeliveryError::InvalidPayload));
         }
@@ -162,11 +186,83 @@ impl MessageId {
     }
 }
 
-/// Builds the identify message for a customer.
+/// Builds the identify message for a customer, with the standard traits (no
+/// mapping).
 ///
 /// Skipped with the email strategy when the email is missing or invalid; rejected
 /// when the `userId` would be empty or the message is over 32 KiB.
 pub fn identify(customer: &Customer, strategy: UserIdStrategy) -> Result<Identify, NotSent> {
+    build(customer, strategy, Rules::standard())
+}
+
+/// How identify messages are built: the `userId` strategy and the [`Mapping`] of
+/// traits, custom fields and consent. Made once at start-up and shared (cloning is
+/// cheap: the mapping's rules are behind an `Arc`).
+///
+/// The default is the `email` strategy with the empty mapping, which builds
+/// exactly what [`identify`] builds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentifyRules {
+    strategy: UserIdStrategy,
+    mapping: Mapping,
+}
+
+impl IdentifyRules {
+    /// Rules for a strategy and a mapping. Fails when the mapping gives something
+    /// the name `email` while the `email` strategy makes the email the identity.
+    pub fn new(strategy: UserIdStrategy, mapping: Mapping) -> Result<Self, MappingErrors> {
+        match (strategy, mapping.email_claim()) {
+            (UserIdStrategy::Email, Some(claim)) => Err(MappingErrors::new(vec![claim.clone()])),
+            _ => Ok(Self { strategy, mapping }),
+        }
+    }
+
+    /// Reads a mapping file's text (`file` names it in errors) and makes the rules
+    /// for `strategy`, reporting every problem of the file at once, including
+    /// those that depend on the strategy. This is what a program given
+    /// `--mapping FILE` calls.
+    pub fn from_toml(
+        strategy: UserIdStrategy,
+        text: &str,
+        file: &str,
+    ) -> Result<Self, MappingErrors> {
+        let mapping = Mapping::read(text, file, Some(strategy))?;
+        Ok(Self { strategy, mapping })
+    }
+
+    /// The `userId` strategy.
+    pub fn strategy(&self) -> UserIdStrategy {
+        self.strategy
+    }
+
+    /// The mapping applied.
+    pub fn mapping(&self) -> &Mapping {
+        &self.mapping
+    }
+
+    /// Builds the identify message for a customer under these rules: the same
+    /// outcomes as [`identify`], with the payload the mapping asks for. The 32 KiB
+    /// limit applies to the mapped message.
+    pub fn identify(&self, customer: &Customer) -> Result<Identify, NotSent> {
+        build(customer, self.strategy, self.mapping.rules())
+    }
+}
+
+impl From<UserIdStrategy> for IdentifyRules {
+    /// The rules of a strategy with no mapping.
+    fn from(strategy: UserIdStrategy) -> Self {
+        Self {
+            strategy,
+            mapping: Mapping::default(),
+        }
+    }
+}
+
+fn build(
+    customer: &Customer,
+    strategy: UserIdStrategy,
+    rules: &Rules,
+) -> Result<Identify, NotSent> {
     let email = customer.email.as_deref().map(Email::parse);
     let user_id = match strategy {
         UserIdStrategy::Email => match &email {
@@ -184,9 +280,14 @@ pub fn identify(customer: &Customer, strategy: UserIdStrategy) -> Result<Identif
     let email = email.and_then(Result::ok);
 
     let traits = Traits::of(customer, email.as_ref());
-    let traits_json = serde_json::to_string(&traits)
-        .map_err(|_| NotSent::Rejected(DeliveryError::InvalidPayload))?;
-    let fingerprint = Fingerprint::of(user_id.as_ref(), &traits_json);
+    let traits_json = serde_json::to_string(&MappedTraits {
+        traits: &traits,
+        rules,
+        strategy,
+    })
+    .map_err(|_| NotSent::Rejected(DeliveryError::InvalidPayload))?;
+    let consent_json = rules.consent_json(customer);
+    let fingerprint = Fingerprint::of(user_id.as_ref(), &traits_json, consent_json.as_deref());
     let message_id = MessageId::for_content(customer, fingerprint);
     let timestamp = nonblank(&customer.last_modified_at).or(nonblank(&customer.created_at));
 
@@ -194,6 +295,7 @@ pub fn identify(customer: &Customer, strategy: UserIdStrategy) -> Result<Identif
         user_id: user_id.as_ref(),
         message_id: message_id.as_ref(),
         timestamp,
+        consent: consent_json.as_deref(),
         traits: &traits_json,
     }
     .to_json()
@@ -215,6 +317,8 @@ struct Envelope<'a> {
     user_id: &'a str,
     message_id: &'a str,
     timestamp: Option<&'a str>,
+    /// `context.consent`, when the mapping builds one.
+    consent: Option<&'a str>,
     traits: &'a str,
 }
 
@@ -231,6 +335,10 @@ impl Envelope<'_> {
         }
         out.extend_from_slice(br#","context":{"library":"#);
         out.extend_from_slice(library_json().as_bytes());
+        if let Some(consent) = self.consent {
+            out.extend_from_slice(br#","consent":"#);
+            out.extend_from_slice(consent.as_bytes());
+        }
         out.extend_from_slice(br#"},"traits":"#);
         out.extend_from_slice(self.traits.as_bytes());
         out.push(b'}');
@@ -251,70 +359,39 @@ pub fn library_json() -> &'static str {
 }
 
 /// The traits of contract §4, in the order they are written. Absent or blank
-/// values are left out rather than sent as `null` or `""`.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// values are `None` (or empty) and are left out rather than sent as `null` or `""`.
+#[derive(Debug)]
 struct Traits<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
     email: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     first_name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     last_name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     birthday: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     phone: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     address: Option<TraitAddress<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    company: Option<Company<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    company_name: Option<&'a str>,
     created_at: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     salutation: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     honorific: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     commercetools_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     customer_number: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     external_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     locale: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     is_email_verified: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     customer_group_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     stores: Vec<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    custom: Option<CleanFields<'a>>,
+    /// The raw custom fields; what is sent of them depends on the mapping.
+    custom: Option<&'a Map<String, Value>>,
 }
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug)]
 struct TraitAddress<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
     street: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     city: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     postal_code: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     state: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     country: Option<&'a str>,
-}
-
-#[derive(Debug, Serialize)]
-struct Company<'a> {
-    name: &'a str,
 }
 
 impl<'a> Traits<'a> {
@@ -326,11 +403,7 @@ impl<'a> Traits<'a> {
             (Some(one), None) | (None, Some(one)) => Some(one.to_owned()),
             (None, None) => None,
         };
-        let custom = customer
-            .custom
-            .as_ref()
-            .map(|custom| CleanFields(&custom.fields))
-            .filter(|fields| !fields.is_empty());
+        let custom = customer.custom.as_ref().map(|custom| &custom.fields);
         Self {
             email: email.map(AsRef::as_ref),
             first_name,
@@ -339,7 +412,7 @@ impl<'a> Traits<'a> {
             birthday: nonblank(&customer.date_of_birth),
             phone: phone(customer),
             address: primary_address(customer).and_then(TraitAddress::of),
-            company: nonblank(&customer.company_name).map(|name| Company { name }),
+            company_name: nonblank(&customer.company_name),
             created_at: nonblank(&customer.created_at),
             salutation: nonblank(&customer.salutation),
             honorific: nonblank(&customer.title),
@@ -428,21 +501,192 @@ fn nonblank_str(value: &str) -> Option<&str> {
     (!trimmed.is_empty()).then_some(trimmed)
 }
 
-/// Custom field values as Segment should see them: enum values `{key, label}` by
-/// their key, and nulls, blank strings and containers left empty by that removed,
-/// at any depth.
-#[derive(Debug)]
-struct CleanFields<'a>(&'a Map<String, Value>);
+/// The traits as the rules name and place them, in the standard order, with
+/// the constants last.
+struct MappedTraits<'t, 'a> {
+    traits: &'t Traits<'a>,
+    rules: &'t Rules,
+    strategy: UserIdStrategy,
+}
+
+impl Serialize for MappedTraits<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Self {
+            traits: t,
+            rules,
+            strategy,
+        } = *self;
+        let mut map = serializer.serialize_map(None)?;
+        let mut put = Entries {
+            map: &mut map,
+            rules,
+        };
+        put.entry(TraitKey::Email, t.email)?;
+        put.entry(TraitKey::FirstName, t.first_name)?;
+        put.entry(TraitKey::LastName, t.last_name)?;
+        put.entry(TraitKey::Name, t.name.as_deref())?;
+        put.entry(TraitKey::Birthday, t.birthday)?;
+        put.entry(TraitKey::Phone, t.phone)?;
+        let address = t
+            .address
+            .as_ref()
+            .map(|address| MappedAddress { address, rules });
+        put.entry(
+            TraitKey::Address,
+            address.filter(|a| !a.is_empty()).as_ref(),
+        )?;
+        let company = t.company_name.map(|name| MappedCompany { name, rules });
+        put.entry(
+            TraitKey::Company,
+            company.filter(|c| !c.is_empty()).as_ref(),
+        )?;
+        put.entry(TraitKey::CreatedAt, t.created_at)?;
+        put.entry(TraitKey::Salutation, t.salutation)?;
+        put.entry(TraitKey::Honorific, t.honorific)?;
+        put.entry(TraitKey::CommercetoolsId, t.commercetools_id)?;
+        put.entry(TraitKey::CustomerNumber, t.customer_number)?;
+        put.entry(TraitKey::ExternalId, t.external_id)?;
+        put.entry(TraitKey::Key, t.key)?;
+        put.entry(TraitKey::Locale, t.locale)?;
+        put.entry(TraitKey::IsEmailVerified, t.is_email_verified.as_ref())?;
+        put.entry(TraitKey::CustomerGroupId, t.customer_group_id)?;
+        put.entry(TraitKey::Stores, Some(&t.stores).filter(|s| !s.is_empty()))?;
+        if let (Some(fields), Some(name)) = (t.custom, rules.name(TraitKey::Custom)) {
+            if rules.custom_at_top_level() {
+                for (field, value) in fields {
+                    let Some(name) = rules.top_level_custom_name(field, strategy) else {
+                        continue;
+                    };
+                    if is_present(value) {
+                        map.serialize_entry(name, &CleanValue(value))?;
+                    }
+                }
+            } else {
+                let custom = CleanFields { fields, rules };
+                if !custom.is_empty() {
+                    map.serialize_entry(name, &custom)?;
+                }
+            }
+        }
+        for (name, value) in rules.constants() {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+/// Writes a trait under its mapped name when it has a value and is not excluded.
+struct Entries<'m, 'r, M> {
+    map: &'m mut M,
+    rules: &'r Rules,
+}
+
+impl<M: SerializeMap> Entries<'_, '_, M> {
+    #[inline]
+    fn entry<V: Serialize + ?Sized>(
+        &mut self,
+        key: TraitKey,
+        value: Option<&V>,
+    ) -> Result<(), M::Error> {
+        match (value, self.rules.name(key)) {
+            (Some(value), Some(name)) => self.map.serialize_entry(name, value),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The `address` trait with its keys as the rules name them.
+struct MappedAddress<'t, 'a> {
+    address: &'t TraitAddress<'a>,
+    rules: &'t Rules,
+}
+
+impl MappedAddress<'_, '_> {
+    fn parts(&self) -> [(TraitKey, Option<&str>); 5] {
+        let a = self.address;
+        [
+            (TraitKey::AddressStreet, a.street.as_deref()),
+            (TraitKey::AddressCity, a.city),
+            (TraitKey::AddressPostalCode, a.postal_code),
+            (TraitKey::AddressState, a.state),
+            (TraitKey::AddressCountry, a.country),
+        ]
+    }
+
+    /// True when every key with a value is excluded: nothing would be left.
+    fn is_empty(&self) -> bool {
+        self.parts()
+            .iter()
+            .all(|(key, value)| value.is_none() || self.rules.name(*key).is_none())
+    }
+}
+
+impl Serialize for MappedAddress<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        let mut put = Entries {
+            map: &mut map,
+            rules: self.rules,
+        };
+        for (key, value) in self.parts() {
+            put.entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+/// The `company` trait, `{ "name": companyName }`, with its key as the rules name it.
+struct MappedCompany<'t, 'a> {
+    name: &'a str,
+    rules: &'t Rules,
+}
+
+impl MappedCompany<'_, '_> {
+    fn is_empty(&self) -> bool {
+        self.rules.name(TraitKey::CompanyName).is_none()
+    }
+}
+
+impl Serialize for MappedCompany<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        Entries {
+            map: &mut map,
+            rules: self.rules,
+        }
+        .entry(TraitKey::CompanyName, Some(self.name))?;
+        map.end()
+    }
+}
+
+/// Custom field values as Segment should see them: the fields the rules select,
+/// under their mapped names, enum values `{key, label}` by their key, and nulls,
+/// blank strings and containers left empty by that removed, at any depth.
+struct CleanFields<'a> {
+    fields: &'a Map<String, Value>,
+    rules: &'a Rules,
+}
 
 impl CleanFields<'_> {
+    fn selected(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.fields.iter().filter_map(|(field, value)| {
+            let name = self.rules.custom_name(field)?;
+            is_present(value).then_some((name, value))
+        })
+    }
+
     fn is_empty(&self) -> bool {
-        self.0.values().all(|value| !is_present(value))
+        self.selected().next().is_none()
     }
 }
 
 impl Serialize for CleanFields<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serialize_object(self.0, serializer)
+        let mut map = serializer.serialize_map(None)?;
+        for (name, value) in self.selected() {
+            map.serialize_entry(name, &CleanValue(value))?;
+        }
+        map.end()
     }
 }
 
@@ -476,7 +720,7 @@ fn serialize_object<S: Serializer>(
 }
 
 /// A commercetools enum value: exactly `key` and `label`, the key a string.
-fn enum_key(fields: &Map<String, Value>) -> Option<&str> {
+pub(crate) fn enum_key(fields: &Map<String, Value>) -> Option<&str> {
     if fields.len() != 2 || !fields.contains_key("label") {
         return None;
     }

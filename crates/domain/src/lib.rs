@@ -4,7 +4,9 @@
 //! This crate does no I/O and cannot fail except by validation. It holds:
 //! - [`customer`]: the commercetools Customer resource as serde types;
 //! - [`identity`]: validated values ([`Email`], [`UserId`], [`WriteKey`], [`MessageId`]);
-//! - [`identify`]: the transformation, [`identify::identify`], and its outcome;
+//! - [`identify`]: the transformation, [`identify::identify`] and
+//!   [`IdentifyRules::identify`], and its outcome;
+//! - [`mapping`]: the mapping file that chooses what goes to Segment ([`Mapping`]);
 //! - [`batch`]: packing messages into Tracking API batches within Segment's limits;
 //! - [`retry`]: which failures are retried and how long to wait;
 //! - [`delivery`]: what became of a message, with the error messages and codes users see;
@@ -32,14 +34,16 @@ pub mod customer;
 pub mod delivery;
 pub mod identify;
 pub mod identity;
+pub mod mapping;
 pub mod retry;
 pub mod sync;
 pub mod webhook;
 
 pub use customer::Customer;
 pub use delivery::{DeliveryError, Outcome};
-pub use identify::{Fingerprint, Identify, NotSent, SkipReason};
+pub use identify::{Fingerprint, Identify, IdentifyRules, NotSent, SkipReason};
 pub use identity::{Email, EmailError, MessageId, UserId, UserIdStrategy, WriteKey, WriteKeyError};
+pub use mapping::{Mapping, MappingError, MappingErrors, MappingProblem};
 
 /// The library name this tool reports in every message's `context.library`.
 pub const LIBRARY_NAME: &str = "segment-sync";

@@ -7,6 +7,8 @@ use crate::customer::{CustomFields, KeyReference, Reference};
 const FULL_CUSTOMER: &str = include_str!("../../tests/fixtures/customer_full.json");
 const FULL_IDENTIFY: &str = include_str!("../../tests/fixtures/identify_full.json");
 
+mod mapped;
+
 fn parsed(message: &Identify) -> Value {
     serde_json::from_str(message.json()).expect("identify JSON parses")
 }
