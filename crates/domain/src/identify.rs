@@ -90,6 +90,7 @@ impl fmt::Display for Fingerprint {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identify {
     customer_id: String,
+    version: i64,
     user_id: UserId,
     message_id: MessageId,
     fingerprint: Fingerprint,
@@ -100,6 +101,12 @@ impl Identify {
     /// The commercetools id of the customer it is about.
     pub fn customer_id(&self) -> &str {
         &self.customer_id
+    }
+
+    /// The customer's version the message was built from: a delivery of an older
+    /// version never replaces a newer one.
+    pub fn version(&self) -> i64 {
+        self.version
     }
 
     /// The Segment `userId`.
@@ -134,8 +141,9 @@ impl Identify {
     }
 
     /// Rebuilds a message from the JSON this module produced (a dead letter being
-    /// replayed): the `userId`, `messageId`, traits and consent are read back from it.
-    pub fn from_json(customer_id: &str, json: String) -> Result<Self, NotSent> {
+    /// replayed) and the customer version it was built from: the `userId`,
+    /// `messageId`, traits and consent are read back from it.
+    pub fn from_json(customer_id: &str, version: i64, json: String) -> Result<Self, NotSent> {
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Stored<'a> {
@@ -172,6 +180,7 @@ impl Identify {
         }
         Ok(Self {
             customer_id: customer_id.to_owned(),
+            version,
             user_id,
             message_id,
             fingerprint,
@@ -240,6 +249,19 @@ impl IdentifyRules {
         &self.mapping
     }
 
+    /// A fingerprint of these rules, hex: equal rules give equal fingerprints
+    /// within a build, so that an application can tell that the rules changed
+    /// since its last run (and compare every profile once). A new build may give
+    /// other fingerprints for the same rules; that costs one full comparison.
+    pub fn fingerprint(&self) -> String {
+        // Every part of the rules is ordered (no hash maps), so the debug form is
+        // stable within a build.
+        format!(
+            "{:032x}",
+            xxhash_rust::xxh3::xxh3_128(format!("{self:?}").as_bytes())
+        )
+    }
+
     /// Builds the identify message for a customer under these rules: the same
     /// outcomes as [`identify`], with the payload the mapping asks for. The 32 KiB
     /// limit applies to the mapped message.
@@ -305,6 +327,7 @@ fn build(
     }
     Ok(Identify {
         customer_id: customer.id.clone(),
+        version: customer.version,
         user_id,
         message_id,
         fingerprint,

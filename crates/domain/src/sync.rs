@@ -69,6 +69,10 @@ pub struct DeadLetter {
     pub payload: Option<String>,
     /// The content fingerprint of `payload`, hex.
     pub fingerprint: Option<String>,
+    /// The customer version `payload` was built from, when one was built: a
+    /// delivery of this version or a newer one makes the letter stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
     /// How many times it was tried and ended here: once per run (`sync`,
     /// `dead-letters replay`) or webhook request, however many HTTP requests
     /// (retries) each made.
@@ -94,6 +98,7 @@ impl DeadLetter {
             reason: error.to_string(),
             payload,
             fingerprint,
+            version: None,
             attempts: 1,
             recorded_at,
         }
@@ -112,6 +117,9 @@ pub enum RunStatus {
     CompletedWithErrors,
     /// Stopped by a fatal error or an interrupt.
     Aborted,
+    /// Its process died while it ran (killed, crashed, host lost); the next run
+    /// that took over the state found it so.
+    Abandoned,
 }
 
 impl RunStatus {
@@ -122,6 +130,7 @@ impl RunStatus {
             Self::Succeeded => "succeeded",
             Self::CompletedWithErrors => "completed_with_errors",
             Self::Aborted => "aborted",
+            Self::Abandoned => "abandoned",
         }
     }
 }
@@ -139,6 +148,12 @@ pub struct RunRecord {
     pub id: i64,
     /// `sync`, `replay`, or another command.
     pub kind: String,
+    /// What it read: `api`, or the export's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Who ran it: `pid 1234 on host-a`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
     /// Start, RFC 3339.
     pub started_at: String,
     /// End, RFC 3339, once ended.

@@ -21,7 +21,10 @@ pub use source::{
     CustomerPages, CustomerQuery, CustomerSource, Page, SourceCapabilities, SourceError,
     SourceRecord,
 };
-pub use state::{Delivered, StateError, SyncStateStore};
+pub use state::{
+    Claimed, Delivered, DeliveredRecord, DeliveredRow, RunLease, RunStart, Settlement, StateError,
+    SyncStateStore,
+};
 
 #[cfg(any(test, feature = "mocks"))]
 pub use segment::MockSegmentClient;

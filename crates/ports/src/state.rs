@@ -1,17 +1,127 @@
 use std::collections::HashMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use segment_sync_domain::sync::{DeadLetter, RunCounts, RunRecord, RunStatus};
 use segment_sync_domain::Fingerprint;
 use time::OffsetDateTime;
 
-/// A delivery to remember: this customer's content, as fingerprinted, is in Segment.
+/// A delivery to remember: this version of the customer, as fingerprinted, is in
+/// Segment under this `userId`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delivered<'a> {
     /// The commercetools customer id.
     pub customer_id: &'a str,
+    /// The customer's version the message was built from.
+    pub version: i64,
     /// The fingerprint of what was delivered.
     pub fingerprint: Fingerprint,
+    /// The Segment `userId` it was delivered as (what a deletion must name).
+    pub user_id: &'a str,
+}
+
+/// What is remembered of a customer's last delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveredRecord {
+    /// The customer's version that was delivered.
+    pub version: i64,
+    /// The fingerprint of what was delivered.
+    pub fingerprint: Fingerprint,
+}
+
+/// A customer's last delivery as the state holds it, for moving the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveredRow {
+    /// The commercetools customer id.
+    pub customer_id: String,
+    /// The version, fingerprint and `userId` delivered.
+    pub version: i64,
+    /// The fingerprint of what was delivered.
+    pub fingerprint: Fingerprint,
+    /// The Segment `userId` it was delivered as.
+    pub user_id: String,
+}
+
+impl DeliveredRow {
+    /// The same delivery, to record elsewhere.
+    pub fn as_delivered(&self) -> Delivered<'_> {
+        Delivered {
+            customer_id: &self.customer_id,
+            version: self.version,
+            fingerprint: self.fingerprint,
+            user_id: &self.user_id,
+        }
+    }
+}
+
+/// Customers reserved by one holder while it decides, sends and records them, so
+/// that two processes never send one customer at the same time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claimed {
+    /// The last delivery of each customer reserved for the holder (absent: never
+    /// delivered).
+    pub delivered: HashMap<String, DeliveredRecord>,
+    /// The customers another holder has reserved and not yet released.
+    pub busy: Vec<String>,
+}
+
+/// What a holder is done with, recorded in one go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settlement<'a> {
+    /// Deliveries Segment acknowledged, and customers found unchanged (their
+    /// current version, so that a newer version with the same content is
+    /// remembered). Each is recorded only if no newer version is held, and then
+    /// clears that customer's dead letters of the same or older versions.
+    pub delivered: &'a [Delivered<'a>],
+    /// Dead letters to add (replacing one held for the same customer).
+    pub dead_letters: &'a [DeadLetter],
+    /// Customers whose reservation by `holder` ends now.
+    pub release: &'a [String],
+    /// Who reserved them.
+    pub holder: &'a str,
+}
+
+/// What the process that starts a run says about itself, for the run history and
+/// for the message a second run gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunStart {
+    /// `sync`, `replay`, …
+    pub kind: String,
+    /// When it started.
+    pub started_at: OffsetDateTime,
+    /// What it reads: `api`, or the export's name.
+    pub source: Option<String>,
+    /// Who runs it: `pid 1234 on host-a`.
+    pub holder: String,
+}
+
+/// A run that holds the state: no other run can start until it is dropped. Hold it
+/// for the whole run and drop it after [`SyncStateStore::finish_run`].
+pub struct RunLease {
+    id: i64,
+    _held: Box<dyn Send + Sync>,
+}
+
+impl RunLease {
+    /// The lease on run `id`, kept by whatever `held` is (a file lock, a
+    /// database session); dropping `held` ends it.
+    pub fn new(id: i64, held: impl Send + Sync + 'static) -> Self {
+        Self {
+            id,
+            _held: Box::new(held),
+        }
+    }
+
+    /// The run's id in the history.
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+}
+
+impl std::fmt::Debug for RunLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunLease").field("id", &self.id).finish()
+    }
 }
 
 /// Why the state store failed. Always fatal for the operation at hand.
@@ -21,7 +131,7 @@ pub enum StateError {
     /// The database could not be opened or created.
     #[error("cannot open state database {path}: {reason}")]
     Open {
-        /// Its path.
+        /// Its path (or URL without credentials).
         path: String,
         /// The reason.
         reason: String,
@@ -29,21 +139,49 @@ pub enum StateError {
     /// A read or write failed.
     #[error("state database error: {0}")]
     Storage(String),
+    /// Another run holds the state.
+    #[error("another sync is running (run #{id}, started {started_at}, {holder})")]
+    AnotherRun {
+        /// Its id.
+        id: i64,
+        /// When it started, RFC 3339.
+        started_at: String,
+        /// Who runs it.
+        holder: String,
+    },
 }
 
-/// What a sync remembers between runs.
+/// What a sync remembers between runs and shares between processes.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait SyncStateStore: Send + Sync {
-    /// The fingerprints last delivered for these customers; absent ids were never
-    /// delivered.
-    async fn delivered_fingerprints(
+    /// Reserves these customers for `holder` for `ttl` (a reservation of another
+    /// holder that has not expired is respected: those customers are `busy`), and
+    /// returns the last delivery of each customer reserved. Reserving again what
+    /// the holder already holds renews it.
+    async fn claim(
         &self,
         customer_ids: &[String],
-    ) -> Result<HashMap<String, Fingerprint>, StateError>;
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Claimed, StateError>;
 
-    /// Records deliveries that Segment acknowledged, and clears their dead letters.
-    async fn record_delivered<'a>(&self, delivered: &[Delivered<'a>]) -> Result<(), StateError>;
+    /// Records what a holder is done with, in one transaction: see [`Settlement`].
+    async fn settle<'a>(&self, settlement: Settlement<'a>) -> Result<(), StateError>;
+
+    /// The last delivery of these customers, without reserving them.
+    async fn delivered(
+        &self,
+        customer_ids: &[String],
+    ) -> Result<HashMap<String, DeliveredRecord>, StateError>;
+
+    /// Every delivery held, in customer id order, `limit` at a time after the id
+    /// `after` (for moving the state).
+    async fn deliveries_after(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<DeliveredRow>, StateError>;
 
     /// The start of the last run that left nothing failed.
     async fn high_water_mark(&self) -> Result<Option<OffsetDateTime>, StateError>;
@@ -51,8 +189,15 @@ pub trait SyncStateStore: Send + Sync {
     /// Moves the high-water mark.
     async fn set_high_water_mark(&self, at: OffsetDateTime) -> Result<(), StateError>;
 
+    /// The fingerprint of the identify rules (user id strategy and mapping) the
+    /// last run used, hex.
+    async fn rules_fingerprint(&self) -> Result<Option<String>, StateError>;
+
+    /// Remembers the identify rules a run used.
+    async fn set_rules_fingerprint(&self, fingerprint: String) -> Result<(), StateError>;
+
     /// Adds dead letters; one already held for the same customer is replaced and
-    /// its attempts counted up.
+    /// its attempts counted up. A new one keeps the attempts it carries.
     async fn add_dead_letters(&self, letters: &[DeadLetter]) -> Result<(), StateError>;
 
     /// Every dead letter, oldest first.
@@ -61,8 +206,10 @@ pub trait SyncStateStore: Send + Sync {
     /// Removes the dead letters of these customers.
     async fn remove_dead_letters(&self, customer_ids: &[String]) -> Result<(), StateError>;
 
-    /// Starts a run of this kind and returns its id.
-    async fn start_run(&self, kind: &str, started_at: OffsetDateTime) -> Result<i64, StateError>;
+    /// Starts a run, unless another run holds the state
+    /// ([`StateError::AnotherRun`]). Runs still marked running whose process is
+    /// gone are marked [`RunStatus::Abandoned`] first.
+    async fn begin_run(&self, start: RunStart) -> Result<RunLease, StateError>;
 
     /// Ends a run.
     async fn finish_run(
@@ -75,4 +222,7 @@ pub trait SyncStateStore: Send + Sync {
 
     /// Run history, newest first, at most `limit` runs.
     async fn runs(&self, limit: usize) -> Result<Vec<RunRecord>, StateError>;
+
+    /// Adds runs from another state as they were (for moving the state).
+    async fn import_runs(&self, runs: &[RunRecord]) -> Result<(), StateError>;
 }

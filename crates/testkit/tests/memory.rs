@@ -13,8 +13,8 @@ use segment_sync_domain::{
     Customer, DeliveryError, Fingerprint, Identify, Outcome, UserIdStrategy,
 };
 use segment_sync_ports::{
-    CustomerQuery, CustomerSource, Delivered, SegmentClient, SegmentError, SourceError,
-    SourceRecord, SyncStateStore,
+    CustomerQuery, CustomerSource, Delivered, RunStart, SegmentClient, SegmentError, Settlement,
+    SourceError, SourceRecord, StateError, SyncStateStore,
 };
 use segment_sync_testkit::memory::{
     Gate, MemorySegment, MemorySource, MemoryStateStore, SegmentBehaviour,
@@ -240,28 +240,44 @@ fn fingerprint(n: u128) -> Fingerprint {
     Fingerprint::from_hex(&format!("{n:032x}")).unwrap()
 }
 
+/// Records version 1 of customer `id` with fingerprint `n`.
+async fn deliver(store: &MemoryStateStore, id: &str, n: u128) -> Result<(), StateError> {
+    store
+        .settle(Settlement {
+            delivered: &[Delivered {
+                customer_id: id,
+                version: 1,
+                fingerprint: fingerprint(n),
+                user_id: "someone@example.com",
+            }],
+            holder: "test",
+            ..Settlement::default()
+        })
+        .await
+}
+
+fn start(at: time::OffsetDateTime) -> RunStart {
+    RunStart {
+        kind: "sync".to_owned(),
+        started_at: at,
+        source: None,
+        holder: "pid 1 on test".to_owned(),
+    }
+}
+
 #[tokio::test]
 async fn a_failing_store_fails_every_call_and_keeps_what_it_held() {
     let store = MemoryStateStore::new();
-    store
-        .record_delivered(&[Delivered {
-            customer_id: "a",
-            fingerprint: fingerprint(1),
-        }])
-        .await
-        .unwrap();
+    deliver(&store, "a", 1).await.unwrap();
 
     store.set_failing(true);
 
-    assert!(store
-        .delivered_fingerprints(&["a".to_owned()])
-        .await
-        .is_err());
-    assert!(store.record_delivered(&[]).await.is_err());
+    assert!(store.delivered(&["a".to_owned()]).await.is_err());
+    assert!(store.settle(Settlement::default()).await.is_err());
     assert!(store.high_water_mark().await.is_err());
     assert!(store.dead_letters().await.is_err());
     assert!(store
-        .start_run("sync", datetime!(2024-05-01 00:00 UTC))
+        .begin_run(start(datetime!(2024-05-01 00:00 UTC)))
         .await
         .is_err());
     assert!(store.runs(1).await.is_err());
@@ -283,31 +299,29 @@ async fn a_snapshot_shows_everything_held() {
         reason: "Network timeout".to_owned(),
         payload: None,
         fingerprint: None,
+        version: None,
         attempts: 1,
         recorded_at: "2024-05-01T10:00:00Z".to_owned(),
     };
-    store
-        .record_delivered(&[Delivered {
-            customer_id: "a",
-            fingerprint: fingerprint(1),
-        }])
-        .await
-        .unwrap();
+    deliver(&store, "a", 1).await.unwrap();
     store
         .add_dead_letters(std::slice::from_ref(&letter))
         .await
         .unwrap();
     let at = datetime!(2024-05-01 10:00 UTC);
     store.set_high_water_mark(at).await.unwrap();
-    let run = store.start_run("sync", at).await.unwrap();
+    let run = store.begin_run(start(at)).await.unwrap();
 
     let snapshot = store.snapshot();
 
-    assert_eq!(snapshot.delivered.get("a"), Some(&fingerprint(1)));
+    assert_eq!(
+        snapshot.delivered.get("a").map(|row| row.fingerprint),
+        Some(fingerprint(1))
+    );
     assert_eq!(snapshot.dead_letters, [letter]);
     assert_eq!(snapshot.high_water_mark, Some(at));
     assert_eq!(snapshot.runs.len(), 1);
-    assert_eq!(snapshot.runs[0].id, run);
+    assert_eq!(snapshot.runs[0].id, run.id());
 }
 
 #[tokio::test]
@@ -317,13 +331,7 @@ async fn waiting_on_the_store_wakes_on_the_write_that_makes_it_true() {
     let waiter = tokio::spawn(async move { store.wait_until(|s| s.fingerprint("b")).await });
 
     for (id, n) in [("a", 1), ("b", 2)] {
-        writer
-            .record_delivered(&[Delivered {
-                customer_id: id,
-                fingerprint: fingerprint(n),
-            }])
-            .await
-            .unwrap();
+        deliver(&writer, id, n).await.unwrap();
     }
 
     assert_eq!(waiter.await.unwrap(), fingerprint(2));

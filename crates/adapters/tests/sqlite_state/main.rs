@@ -9,7 +9,7 @@ use std::time::Instant;
 use segment_sync_adapters::sqlite_state::SqliteStateStore;
 use segment_sync_domain::sync::{DeadLetter, DeadLetterKind, RunCounts, RunStatus};
 use segment_sync_domain::Fingerprint;
-use segment_sync_ports::{Delivered, SelfCheck, StateError, SyncStateStore};
+use segment_sync_ports::{Delivered, RunStart, SelfCheck, Settlement, StateError, SyncStateStore};
 use tempfile::TempDir;
 use time::macros::datetime;
 use time::OffsetDateTime;
@@ -45,10 +45,28 @@ async fn record(store: &SqliteStateStore, entries: &[(String, Fingerprint)]) {
         .iter()
         .map(|(id, fp)| Delivered {
             customer_id: id,
+            version: 1,
             fingerprint: *fp,
+            user_id: id,
         })
         .collect();
-    store.record_delivered(&delivered).await.expect("record");
+    store
+        .settle(Settlement {
+            delivered: &delivered,
+            holder: "test",
+            ..Settlement::default()
+        })
+        .await
+        .expect("record");
+}
+
+fn start(kind: &str, started_at: OffsetDateTime) -> RunStart {
+    RunStart {
+        kind: kind.to_owned(),
+        started_at,
+        source: Some("api".to_owned()),
+        holder: "pid 7 on test-host".to_owned(),
+    }
 }
 
 fn letter(customer_id: &str, reason: &str, recorded_at: &str) -> DeadLetter {
@@ -61,6 +79,7 @@ fn letter(customer_id: &str, reason: &str, recorded_at: &str) -> DeadLetter {
             r#"{{"userId":"{customer_id}","reason":"{reason}"}}"#
         )),
         fingerprint: Some(fingerprint(7).to_hex()),
+        version: Some(1),
         attempts: 1,
         recorded_at: recorded_at.to_owned(),
     }
@@ -93,7 +112,7 @@ async fn the_high_water_mark_is_absent_then_kept_across_reopen() {
 }
 
 #[tokio::test]
-async fn runs_are_listed_newest_first_with_counts_and_survive_reopen() {
+async fn runs_survive_reopen_and_a_killed_one_is_abandoned_by_the_next() {
     let db = TestDb::new();
     let counts = RunCounts {
         read: 10,
@@ -103,69 +122,86 @@ async fn runs_are_listed_newest_first_with_counts_and_survive_reopen() {
         rejected: 1,
         failed: 1,
     };
-    let (first, second, third) = {
+    let (first, killed) = {
         let store = db.open();
-        let first = store
-            .start_run("sync", datetime!(2024-05-01 10:00:00 UTC))
+        let lease = store
+            .begin_run(start("sync", datetime!(2024-05-01 10:00:00 UTC)))
             .await
             .unwrap();
+        let first = lease.id();
         store
             .finish_run(first, RunStatus::CompletedWithErrors, counts, None)
             .await
             .unwrap();
-        let second = store
-            .start_run("replay", datetime!(2024-05-02 10:00:00 UTC))
+        drop(lease);
+        // Never finished, as when the process is killed: the lease goes with it.
+        let killed = store
+            .begin_run(start("sync", datetime!(2024-05-03 10:00:00 UTC)))
             .await
-            .unwrap();
-        store
-            .finish_run(
-                second,
-                RunStatus::Aborted,
-                RunCounts::default(),
-                Some("invalid write key".to_owned()),
-            )
-            .await
-            .unwrap();
-        // Never finished, as when the process is killed.
-        let third = store
-            .start_run("sync", datetime!(2024-05-03 10:00:00 UTC))
-            .await
-            .unwrap();
-        (first, second, third)
+            .unwrap()
+            .id();
+        (first, killed)
     };
 
-    let runs = db.open().runs(10).await.unwrap();
+    let reopened = db.open();
+    let runs = reopened.runs(10).await.unwrap();
+    assert_eq!(
+        runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [killed, first]
+    );
+    assert_eq!(
+        runs[0].status,
+        RunStatus::Running,
+        "until the next run looks"
+    );
+    assert_eq!(runs[1].counts, counts);
+    assert_eq!(runs[1].source.as_deref(), Some("api"));
+    assert_eq!(runs[1].holder.as_deref(), Some("pid 7 on test-host"));
 
-    let listed: Vec<i64> = runs.iter().map(|r| r.id).collect();
-    assert_eq!(listed, [third, second, first]);
-    assert!(first < second && second < third);
-
-    assert_eq!(runs[0].status, RunStatus::Running);
-    assert_eq!(runs[0].finished_at, None);
-    assert_eq!(runs[0].counts, RunCounts::default());
-
-    assert_eq!(runs[1].kind, "replay");
-    assert_eq!(runs[1].status, RunStatus::Aborted);
-    assert_eq!(runs[1].error.as_deref(), Some("invalid write key"));
-
-    assert_eq!(runs[2].kind, "sync");
-    assert_eq!(runs[2].status, RunStatus::CompletedWithErrors);
-    assert_eq!(runs[2].counts, counts);
-    assert_eq!(runs[2].error, None);
-    let started = OffsetDateTime::parse(
-        &runs[2].started_at,
-        &time::format_description::well_known::Rfc3339,
-    )
-    .unwrap();
-    assert_eq!(started, datetime!(2024-05-01 10:00:00 UTC));
-    let finished = runs[2].finished_at.as_deref().expect("finished");
+    let next = reopened
+        .begin_run(start("replay", datetime!(2024-05-04 10:00:00 UTC)))
+        .await
+        .unwrap();
+    let runs = reopened.runs(10).await.unwrap();
+    assert_eq!(runs[0].id, next.id());
+    assert_eq!(runs[1].id, killed);
+    assert_eq!(runs[1].status, RunStatus::Abandoned);
+    let finished = runs[1].finished_at.as_deref().expect("abandoned runs end");
     assert!(
         OffsetDateTime::parse(finished, &time::format_description::well_known::Rfc3339).is_ok()
     );
+}
 
-    let newest = db.open().runs(1).await.unwrap();
-    assert_eq!(newest.len(), 1);
-    assert_eq!(newest[0].id, third);
+#[tokio::test]
+async fn two_handles_on_one_file_hold_one_run_lease_between_them() {
+    let db = TestDb::new();
+    let (one, two) = (db.open(), db.open());
+
+    let held = one
+        .begin_run(start("sync", datetime!(2024-05-01 10:00:00 UTC)))
+        .await
+        .unwrap();
+    let refused = two
+        .begin_run(start("sync", datetime!(2024-05-01 10:01:00 UTC)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        format!(
+            "another sync is running (run #{}, started 2024-05-01T10:00:00Z, pid 7 on test-host)",
+            held.id()
+        )
+    );
+    assert!(
+        db.path.with_extension("db.lock").exists(),
+        "the lock lives beside the database"
+    );
+
+    drop(held);
+    assert!(two
+        .begin_run(start("sync", datetime!(2024-05-01 10:02:00 UTC)))
+        .await
+        .is_ok());
 }
 
 #[tokio::test]
@@ -233,14 +269,17 @@ async fn two_handles_on_one_file_see_each_others_writes() {
         .await
         .unwrap();
     let run = two
-        .start_run("sync", datetime!(2024-05-01 10:00:00 UTC))
+        .begin_run(start("sync", datetime!(2024-05-01 10:00:00 UTC)))
         .await
         .unwrap();
 
-    let seen_by_two = two.delivered_fingerprints(&["a".to_owned()]).await.unwrap();
-    assert_eq!(seen_by_two.get("a"), Some(&fingerprint(1)));
+    let seen_by_two = two.delivered(&["a".to_owned()]).await.unwrap();
+    assert_eq!(
+        seen_by_two.get("a").map(|r| r.fingerprint),
+        Some(fingerprint(1))
+    );
     assert_eq!(one.dead_letters().await.unwrap().len(), 1);
-    assert_eq!(one.runs(5).await.unwrap()[0].id, run);
+    assert_eq!(one.runs(5).await.unwrap()[0].id, run.id());
 
     // A delivery through one clears the letter written by the other.
     record(&one, &[("b".to_owned(), fingerprint(2))]).await;
@@ -250,9 +289,8 @@ async fn two_handles_on_one_file_see_each_others_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_handles_writing_at_once_both_succeed() {
     let db = TestDb::new();
-    let writers = [db.open(), db.open()].map(|store| {
+    let writers = [("one", db.open()), ("two", db.open())].map(|(name, store)| {
         tokio::spawn(async move {
-            let name = store.start_run("sync", OffsetDateTime::now_utc()).await?;
             for page in 0..20 {
                 let entries: Vec<(String, Fingerprint)> = ids(page * 100..(page + 1) * 100)
                     .into_iter()
@@ -260,24 +298,21 @@ async fn two_handles_writing_at_once_both_succeed() {
                     .collect();
                 record(&store, &entries).await;
             }
-            Ok::<_, StateError>(name)
+            name
         })
     });
-    let mut runs = Vec::new();
+    let mut names = Vec::new();
     for writer in writers {
-        runs.push(writer.await.expect("writer task").expect("writes"));
+        names.push(writer.await.expect("writer task"));
     }
 
     let store = db.open();
-    for run in runs {
+    for name in names {
         let wanted: Vec<String> = ids(0..2_000)
             .iter()
-            .map(|id| format!("{run}-{id}"))
+            .map(|id| format!("{name}-{id}"))
             .collect();
-        assert_eq!(
-            store.delivered_fingerprints(&wanted).await.unwrap().len(),
-            2_000
-        );
+        assert_eq!(store.delivered(&wanted).await.unwrap().len(), 2_000);
     }
 }
 
@@ -322,7 +357,11 @@ async fn pages_of_deliveries_are_recorded_and_looked_up_quickly() {
 
     let started = Instant::now();
     for (page_no, page) in all.chunks(PAGE).enumerate() {
-        let known = store.delivered_fingerprints(page).await.unwrap();
+        let known = store
+            .claim(page, "bench", std::time::Duration::from_secs(60))
+            .await
+            .unwrap()
+            .delivered;
         assert!(known.is_empty());
         let entries: Vec<(String, Fingerprint)> = page
             .iter()
@@ -336,7 +375,7 @@ async fn pages_of_deliveries_are_recorded_and_looked_up_quickly() {
     let started = Instant::now();
     let mut found = 0;
     for page in all.chunks(PAGE) {
-        found += store.delivered_fingerprints(page).await.unwrap().len();
+        found += store.delivered(page).await.unwrap().len();
     }
     let lookups = started.elapsed();
 

@@ -1,27 +1,43 @@
 //! The per-customer rule, in one place for every way in.
 //!
-//! A record becomes an identify message, or is skipped or rejected; a message whose
-//! content Segment already has is unchanged (and any older failed attempt at that
-//! customer is dropped, so a replay can never overwrite it); the rest is sent, and
-//! its outcome recorded: a delivery (which clears the customer's dead letters) or a
-//! dead letter. `sync`, `dead-letters replay` and the webhook all go through
-//! [`SyncService`]; it is the only caller of the state and Segment ports for this
-//! rule. The sync engine only streams pages through it and counts, and the webhook
-//! handler only decodes a body, calls [`SyncService::deliver`] and maps the result
-//! to a status.
+//! A record becomes an identify message, or is skipped or rejected. Before
+//! anything is sent the customer is claimed in the state, so that no two
+//! processes (webhook replicas, a sync) send one customer at the same time, and
+//! its last delivery is read: a message older (by version) than what Segment has
+//! is stale and never sent; one whose content Segment already has is unchanged
+//! (its newer version is remembered, and any older failed attempt at that
+//! customer is dropped, so a replay can never overwrite it); the rest is sent,
+//! and its outcome recorded: a delivery (never replacing a newer one, and
+//! clearing the customer's older dead letters) or a dead letter. The claim ends
+//! with the record.
+//!
+//! `sync`, `dead-letters replay` and the webhook all go through [`SyncService`]; it
+//! is the only caller of the state and Segment ports for this rule. The sync
+//! engine only streams pages through it and counts, and the webhook handler only
+//! decodes a body, calls [`SyncService::deliver`] and maps the result to a status.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use segment_sync_domain::identify::{identify, NotSent, SkipReason};
+use segment_sync_domain::identify::{IdentifyRules, NotSent, SkipReason};
 use segment_sync_domain::sync::{DeadLetter, DeadLetterKind};
-use segment_sync_domain::{
-    Customer, DeliveryError, Fingerprint, Identify, Outcome, UserIdStrategy,
-};
+use segment_sync_domain::{Customer, DeliveryError, Fingerprint, Identify, Outcome};
 use segment_sync_ports::{
-    Delivered, PendingOutcome, SegmentClient, SegmentError, SourceRecord, StateError,
-    SyncStateStore,
+    Delivered, DeliveredRecord, PendingOutcome, SegmentClient, SegmentError, Settlement,
+    SourceRecord, StateError, SyncStateStore,
 };
 use time::OffsetDateTime;
+
+/// How long a webhook request's claim on a customer lasts if its process dies
+/// before releasing it: about its request timeout.
+const DELIVER_CLAIM: Duration = Duration::from_secs(15);
+/// How long a run's claims last if it dies before releasing them: long enough for
+/// a message to wait out Segment's retries.
+const RUN_CLAIM: Duration = Duration::from_secs(15 * 60);
+/// How long one customer handled on its own waits for another process to finish
+/// with it before giving up (the sender then delivers it again).
+const BUSY_PATIENCE: Duration = Duration::from_secs(5);
 
 /// What becomes of one record before the state is asked anything.
 #[derive(Debug)]
@@ -44,18 +60,21 @@ pub enum Classified {
     },
 }
 
-/// Transforms one record: a message, a skip, or a dead letter. Pure: the dry run
-/// uses it without any state.
-pub fn classify(record: SourceRecord, strategy: UserIdStrategy) -> Classified {
+/// Transforms one record under `rules`: a message, a skip, or a dead letter. Pure:
+/// the dry run uses it without any state.
+pub fn classify(record: SourceRecord, rules: &IdentifyRules) -> Classified {
     match record {
-        SourceRecord::Customer(customer) => match identify(&customer, strategy) {
+        SourceRecord::Customer(customer) => match rules.identify(&customer) {
             Ok(message) => Classified::Message(message),
             Err(NotSent::Skipped(reason)) => Classified::Skipped {
                 customer_id: customer.id,
                 reason,
             },
             Err(NotSent::Rejected(error)) => Classified::Rejected {
-                letter: dead_letter(&customer.id, DeadLetterKind::Rejected, &error, None),
+                letter: DeadLetter {
+                    version: Some(customer.version),
+                    ..dead_letter(&customer.id, DeadLetterKind::Rejected, &error, None)
+                },
                 error,
             },
         },
@@ -81,13 +100,21 @@ pub fn classify(record: SourceRecord, strategy: UserIdStrategy) -> Classified {
 /// What the rule decided for one record before anything was sent.
 #[derive(Debug)]
 pub enum Decision {
-    /// To be sent: Segment does not have this content.
+    /// To be sent: Segment does not have this content. The customer is claimed
+    /// until its outcome is recorded.
     Send(Identify),
     /// Segment already has this exact content.
     Unchanged {
         /// The customer's id.
         customer_id: String,
     },
+    /// Older than the version Segment has: never sent.
+    Stale {
+        /// The customer's id.
+        customer_id: String,
+    },
+    /// Another process is sending this customer right now.
+    Busy(Identify),
     /// Not sent on purpose.
     Skipped {
         /// The customer's id.
@@ -107,10 +134,18 @@ pub enum Decision {
 /// A message handed to Segment, with what recording its outcome needs. The message
 /// itself is shared with the client, not copied.
 pub struct InFlight {
+    sent: Sent,
+    outcome: PendingOutcome,
+}
+
+/// What is remembered of a message sent, to record its outcome.
+#[derive(Debug, Clone)]
+struct Sent {
     customer_id: String,
+    version: i64,
+    user_id: String,
     fingerprint: Fingerprint,
     payload: Arc<str>,
-    outcome: PendingOutcome,
 }
 
 impl InFlight {
@@ -118,9 +153,7 @@ impl InFlight {
     pub async fn settle(self) -> Settled {
         Settled {
             outcome: self.outcome.await,
-            customer_id: self.customer_id,
-            fingerprint: self.fingerprint,
-            payload: self.payload,
+            sent: self.sent,
         }
     }
 }
@@ -128,25 +161,36 @@ impl InFlight {
 /// A message whose outcome is known, ready to be recorded.
 #[derive(Debug, Clone)]
 pub struct Settled {
-    customer_id: String,
-    fingerprint: Fingerprint,
-    payload: Arc<str>,
+    sent: Sent,
     outcome: Outcome,
 }
 
 impl Settled {
     /// The customer it was about.
     pub fn customer_id(&self) -> &str {
-        &self.customer_id
+        &self.sent.customer_id
     }
 
     /// What Segment did with it.
     pub fn outcome(&self) -> &Outcome {
         &self.outcome
     }
+
+    fn dead_letter(&self, kind: DeadLetterKind, error: &DeliveryError) -> DeadLetter {
+        DeadLetter {
+            fingerprint: Some(self.sent.fingerprint.to_hex()),
+            version: Some(self.sent.version),
+            ..dead_letter(
+                &self.sent.customer_id,
+                kind,
+                error,
+                Some(self.sent.payload.to_string()),
+            )
+        }
+    }
 }
 
-/// The failed dead letters, ready to be sent again.
+/// The failed dead letters, ready to be decided again.
 #[derive(Debug, Default)]
 pub struct Replay {
     /// Their messages, oldest first.
@@ -165,6 +209,8 @@ pub enum Delivery {
     },
     /// Segment already has this content.
     Unchanged,
+    /// Segment has a newer version of this customer: nothing sent.
+    Stale,
     /// Not sent on purpose.
     Skipped(SkipReason),
     /// Can never be delivered as it is; it is in the dead letters.
@@ -183,6 +229,33 @@ pub enum ServiceError {
     /// The Segment client refused the message.
     #[error(transparent)]
     Segment(#[from] SegmentError),
+    /// Another process kept the customer for longer than this one would wait.
+    #[error("another process is delivering this customer")]
+    Busy,
+}
+
+/// Who claims customers: this process, and a number per run or request.
+#[derive(Debug)]
+struct Holders {
+    process: String,
+    next: AtomicU64,
+}
+
+impl Holders {
+    fn new() -> Self {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.trim().is_empty())
+            .unwrap_or_else(|| "localhost".to_owned());
+        Self {
+            process: format!("pid {} on {host}", std::process::id()),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> String {
+        format!("{} #{}", self.process, self.next.fetch_add(1, Ordering::Relaxed))
+    }
 }
 
 /// The per-customer use case over the state and Segment ports.
@@ -190,42 +263,99 @@ pub enum ServiceError {
 pub struct SyncService {
     segment: Arc<dyn SegmentClient>,
     state: Arc<dyn SyncStateStore>,
-    strategy: UserIdStrategy,
+    rules: IdentifyRules,
+    holders: Arc<Holders>,
 }
 
 impl SyncService {
-    /// The rule over these ports, choosing `userId` by `strategy`.
+    /// The rule over these ports, building messages by `rules`.
     pub fn new(
         segment: Arc<dyn SegmentClient>,
         state: Arc<dyn SyncStateStore>,
-        strategy: UserIdStrategy,
+        rules: IdentifyRules,
     ) -> Self {
         Self {
             segment,
             state,
-            strategy,
+            rules,
+            holders: Arc::new(Holders::new()),
         }
     }
 
-    /// How `userId` is chosen.
-    pub fn strategy(&self) -> UserIdStrategy {
-        self.strategy
+    /// How messages are built.
+    pub fn rules(&self) -> &IdentifyRules {
+        &self.rules
     }
 
-    /// Decides a page of records with one lookup in the state: rejected records'
-    /// dead letters are recorded, and a customer found unchanged loses any dead
-    /// letter of an older attempt. With `resend_unchanged`, nothing is unchanged.
-    /// Decisions come in the records' order.
+    /// Who this process is, as runs and claims name it: `pid 12 on host-a`.
+    pub fn process(&self) -> &str {
+        &self.holders.process
+    }
+
+    /// A holder name for one run's claims.
+    pub fn run_holder(&self) -> String {
+        self.holders.next()
+    }
+
+    /// Decides a page of records for `holder`, with one claim-and-lookup in the
+    /// state and one record of what needs no sending (rejected records' dead
+    /// letters; unchanged customers' versions, which drops their older dead
+    /// letters). With `resend_unchanged`, nothing is unchanged. Decisions come in
+    /// the records' order; `Send` ones stay claimed until [`SyncService::record`].
     pub async fn decide(
         &self,
         records: Vec<SourceRecord>,
         resend_unchanged: bool,
+        holder: &str,
     ) -> Result<Vec<Decision>, StateError> {
-        let mut decisions = Vec::with_capacity(records.len());
+        let classified = records
+            .into_iter()
+            .map(|record| classify(record, &self.rules))
+            .collect();
+        self.decide_classified(classified, resend_unchanged, holder, RUN_CLAIM)
+            .await
+    }
+
+    async fn decide_classified(
+        &self,
+        classified: Vec<Classified>,
+        resend_unchanged: bool,
+        holder: &str,
+        claim_for: Duration,
+    ) -> Result<Vec<Decision>, StateError> {
+        let ids: Vec<String> = classified
+            .iter()
+            .filter_map(|c| match c {
+                Classified::Message(message) => Some(message.customer_id().to_owned()),
+                _ => None,
+            })
+            .collect();
+        let claimed = self.state.claim(&ids, holder, claim_for).await?;
+        let busy: std::collections::HashSet<&String> = claimed.busy.iter().collect();
+        let mut decisions = Vec::with_capacity(classified.len());
         let mut letters = Vec::new();
-        for record in records {
-            decisions.push(match classify(record, self.strategy) {
-                Classified::Message(message) => Decision::Send(message),
+        let mut settled_now = Vec::new();
+        for one in classified {
+            decisions.push(match one {
+                Classified::Message(message) if busy.contains(&message.customer_id().to_owned()) => {
+                    Decision::Busy(message)
+                }
+                Classified::Message(message) => {
+                    let held = claimed.delivered.get(message.customer_id());
+                    match judge(&message, held, resend_unchanged) {
+                        Judged::Send => Decision::Send(message),
+                        Judged::Stale => {
+                            let customer_id = message.customer_id().to_owned();
+                            settled_now.push((message, false));
+                            Decision::Stale { customer_id }
+                        }
+                        Judged::Unchanged => {
+                            let customer_id = message.customer_id().to_owned();
+                            settled_now.push((message, true));
+                            Decision::Unchanged { customer_id }
+                        }
+                    }
+                }
                 Classified::Skipped {
                     customer_id,
                     reason,
@@ -240,71 +370,66 @@ impl SyncService {
                 }
             });
         }
-        if !letters.is_empty() {
-            self.state.add_dead_letters(&letters).await?;
-        }
-        if !resend_unchanged {
-            self.drop_unchanged(&mut decisions).await?;
-        }
-        Ok(decisions)
-    }
-
-    async fn drop_unchanged(&self, decisions: &mut [Decision]) -> Result<(), StateError> {
-        let ids: Vec<String> = decisions
+        // Unchanged customers: Segment has them as they are now, so their version
+        // is remembered and an older failed attempt at them must not be replayed.
+        let users: Vec<String> = settled_now
             .iter()
-            .filter_map(|d| match d {
-                Decision::Send(message) => Some(message.customer_id().to_owned()),
-                _ => None,
+            .map(|(message, _)| message.user_id().as_ref().to_owned())
+            .collect();
+        let delivered: Vec<Delivered<'_>> = settled_now
+            .iter()
+            .zip(&users)
+            .filter(|((_, unchanged), _)| *unchanged)
+            .map(|((message, _), user_id)| Delivered {
+                customer_id: message.customer_id(),
+                version: message.version(),
+                fingerprint: message.fingerprint(),
+                user_id,
             })
             .collect();
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let known = self.state.delivered_fingerprints(&ids).await?;
-        let mut unchanged = Vec::new();
-        for decision in decisions.iter_mut() {
-            if let Decision::Send(message) = decision {
-                if known.get(message.customer_id()) == Some(&message.fingerprint()) {
-                    let customer_id = message.customer_id().to_owned();
-                    unchanged.push(customer_id.clone());
-                    *decision = Decision::Unchanged { customer_id };
-                }
-            }
-        }
-        if unchanged.is_empty() {
-            return Ok(());
-        }
-        // Segment has these as they are now: an older failed attempt at them must
-        // not be replayed over it.
-        self.state.remove_dead_letters(&unchanged).await
+        let release: Vec<String> = settled_now
+            .iter()
+            .map(|(message, _)| message.customer_id().to_owned())
+            .collect();
+        self.state
+            .settle(Settlement {
+                delivered: &delivered,
+                dead_letters: &letters,
+                release: &release,
+                holder,
+            })
+            .await?;
+        Ok(decisions)
     }
 
     /// Hands a message to Segment; waits while its queue is full.
     pub async fn submit(&self, message: Identify) -> Result<InFlight, SegmentError> {
-        let customer_id = message.customer_id().to_owned();
-        let fingerprint = message.fingerprint();
-        let payload = message.shared_json();
+        let sent = Sent {
+            customer_id: message.customer_id().to_owned(),
+            version: message.version(),
+            user_id: message.user_id().as_ref().to_owned(),
+            fingerprint: message.fingerprint(),
+            payload: message.shared_json(),
+        };
         let outcome = self.segment.identify(message).await?;
-        Ok(InFlight {
-            customer_id,
-            fingerprint,
-            payload,
-            outcome,
-        })
+        Ok(InFlight { sent, outcome })
     }
 
-    /// Records outcomes in one go: deliveries (which clear those customers' dead
+    /// Records outcomes in one go and ends `holder`'s claims on them: deliveries
+    /// (never replacing a newer one; clearing those customers' older dead
     /// letters), and a dead letter with its payload for every message refused or
     /// not delivered. A refused write key voids the message: no dead letter, the
     /// next run with the right key sends it.
-    pub async fn record(&self, settled: &[Settled]) -> Result<(), StateError> {
+    pub async fn record(&self, settled: &[Settled], holder: &str) -> Result<(), StateError> {
         let mut delivered = Vec::new();
         let mut letters = Vec::new();
         for one in settled {
             match &one.outcome {
                 Outcome::Delivered => delivered.push(Delivered {
-                    customer_id: &one.customer_id,
-                    fingerprint: one.fingerprint,
+                    customer_id: &one.sent.customer_id,
+                    version: one.sent.version,
+                    fingerprint: one.sent.fingerprint,
+                    user_id: &one.sent.user_id,
                 }),
                 Outcome::Failed(DeliveryError::Unauthorized) => {}
                 Outcome::Rejected(error) => {
@@ -315,18 +440,36 @@ impl SyncService {
                 }
             }
         }
-        if !delivered.is_empty() {
-            self.state.record_delivered(&delivered).await?;
-        }
-        if !letters.is_empty() {
-            self.state.add_dead_letters(&letters).await?;
-        }
-        Ok(())
+        let release: Vec<String> = settled.iter().map(|s| s.sent.customer_id.clone()).collect();
+        self.state
+            .settle(Settlement {
+                delivered: &delivered,
+                dead_letters: &letters,
+                release: &release,
+                holder,
+            })
+            .await
     }
 
-    /// The failed dead letters' messages, to send again. Rejected letters stay for
-    /// a sync to resend once the customer's data is fixed; a failed letter whose
-    /// payload can no longer be sent becomes a rejected one.
+    /// Ends `holder`'s claims on customers it decided to send but never handed
+    /// over (an interrupt): the next run reads them again.
+    pub async fn release(&self, messages: &[Identify], holder: &str) -> Result<(), StateError> {
+        let release: Vec<String> = messages
+            .iter()
+            .map(|m| m.customer_id().to_owned())
+            .collect();
+        self.state
+            .settle(Settlement {
+                release: &release,
+                holder,
+                ..Settlement::default()
+            })
+            .await
+    }
+
+    /// The failed dead letters' messages, to decide and send again. Rejected
+    /// letters stay for a sync to resend once the customer's data is fixed; a
+    /// failed letter whose payload can no longer be sent becomes a rejected one.
     pub async fn replayable(&self) -> Result<Replay, StateError> {
         let mut replay = Replay::default();
         let mut unusable = Vec::new();
@@ -334,7 +477,9 @@ impl SyncService {
             let (DeadLetterKind::Failed, Some(payload)) = (&letter.kind, letter.payload) else {
                 continue;
             };
-            match Identify::from_json(&letter.customer_id, payload) {
+            // A letter from before versions were kept is as old as can be.
+            let version = letter.version.unwrap_or(0);
+            match Identify::from_json(&letter.customer_id, version, payload) {
                 Ok(message) => replay.messages.push(message),
                 Err(NotSent::Rejected(error)) => unusable.push(dead_letter(
                     &letter.customer_id,
@@ -352,21 +497,58 @@ impl SyncService {
         Ok(replay)
     }
 
-    /// The whole rule for one customer: decided, sent, and its outcome recorded
-    /// before this returns. At most two round trips to the state.
+    /// Decides replayed messages for `holder` as a sync decides records: a letter
+    /// older than what Segment has is stale, one whose content Segment has is
+    /// unchanged (and leaves the dead letters).
+    pub async fn decide_replay(
+        &self,
+        messages: Vec<Identify>,
+        holder: &str,
+    ) -> Result<Vec<Decision>, StateError> {
+        let classified = messages.into_iter().map(Classified::Message).collect();
+        self.decide_classified(classified, false, holder, RUN_CLAIM)
+            .await
+    }
+
+    /// The whole rule for one customer: claimed, decided, sent, and its outcome
+    /// recorded before this returns. Two round trips to the state when no other
+    /// process holds the customer; while one does, it waits a little for it.
     pub async fn deliver(&self, customer: Customer) -> Result<Delivery, ServiceError> {
-        let record = SourceRecord::Customer(Box::new(customer));
-        let decision = self.decide(vec![record], false).await?.pop();
-        let message = match decision {
-            Some(Decision::Send(message)) => message,
-            Some(Decision::Unchanged { .. }) => return Ok(Delivery::Unchanged),
-            Some(Decision::Skipped { reason, .. }) => return Ok(Delivery::Skipped(reason)),
-            Some(Decision::Rejected { error, .. }) => return Ok(Delivery::Rejected(error)),
-            None => unreachable!("one decision per record"),
+        let holder = self.holders.next();
+        let mut classified = Some(classify(SourceRecord::Customer(Box::new(customer)), &self.rules));
+        let mut wait = Duration::from_millis(20);
+        let patience = tokio::time::Instant::now() + BUSY_PATIENCE;
+        let message = loop {
+            let one = classified.take().expect("put back after each busy try");
+            let decision = self
+                .decide_classified(vec![one], false, &holder, DELIVER_CLAIM)
+                .await?
+                .pop();
+            match decision {
+                Some(Decision::Send(message)) => break message,
+                Some(Decision::Unchanged { .. }) => return Ok(Delivery::Unchanged),
+                Some(Decision::Stale { .. }) => return Ok(Delivery::Stale),
+                Some(Decision::Skipped { reason, .. }) => return Ok(Delivery::Skipped(reason)),
+                Some(Decision::Rejected { error, .. }) => return Ok(Delivery::Rejected(error)),
+                Some(Decision::Busy(message)) if tokio::time::Instant::now() < patience => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_millis(500));
+                    classified = Some(Classified::Message(message));
+                }
+                Some(Decision::Busy(_)) => return Err(ServiceError::Busy),
+                None => unreachable!("one decision per record"),
+            }
         };
         let message_id = message.message_id().to_string();
-        let settled = self.submit(message).await?.settle().await;
-        self.record(std::slice::from_ref(&settled)).await?;
+        let in_flight = match self.submit(message.clone()).await {
+            Ok(in_flight) => in_flight,
+            Err(error) => {
+                self.release(std::slice::from_ref(&message), &holder).await?;
+                return Err(error.into());
+            }
+        };
+        let settled = in_flight.settle().await;
+        self.record(std::slice::from_ref(&settled), &holder).await?;
         Ok(match settled.outcome {
             Outcome::Delivered => Delivery::Delivered { message_id },
             Outcome::Rejected(error) => Delivery::Rejected(error),
@@ -375,17 +557,21 @@ impl SyncService {
     }
 }
 
-impl Settled {
-    fn dead_letter(&self, kind: DeadLetterKind, error: &DeliveryError) -> DeadLetter {
-        DeadLetter {
-            fingerprint: Some(self.fingerprint.to_hex()),
-            ..dead_letter(
-                &self.customer_id,
-                kind,
-                error,
-                Some(self.payload.to_string()),
-            )
+/// What a message is, given what Segment has of its customer.
+enum Judged {
+    Send,
+    Unchanged,
+    Stale,
+}
+
+fn judge(message: &Identify, held: Option<&DeliveredRecord>, resend_unchanged: bool) -> Judged {
+    match held {
+        None => Judged::Send,
+        Some(held) if message.version() < held.version => Judged::Stale,
+        Some(held) if held.fingerprint == message.fingerprint() && !resend_unchanged => {
+            Judged::Unchanged
         }
+        Some(_) => Judged::Send,
     }
 }
 

@@ -403,10 +403,11 @@ fn blank_groups_stores_and_custom_fields_are_left_out() {
 fn a_stored_message_is_read_back_as_it_was_built() {
     let customer: Customer = serde_json::from_str(FULL_CUSTOMER).unwrap();
     let message = identify(&customer, UserIdStrategy::Email).unwrap();
-    let replayed = Identify::from_json(&customer.id, message.json().to_owned()).unwrap();
+    let replayed =
+        Identify::from_json(&customer.id, customer.version, message.json().to_owned()).unwrap();
     assert_eq!(replayed, message);
     assert_eq!(
-        Identify::from_json("c1", "not json".into()),
+        Identify::from_json("c1", 1, "not json".into()),
         Err(NotSent::Rejected(DeliveryError::InvalidPayload))
     );
 }
@@ -420,7 +421,7 @@ fn a_stored_message_whose_user_id_needs_escaping_is_read_back() {
     };
     let message = identify(&customer, UserIdStrategy::Email).unwrap();
     assert_eq!(message.user_id().as_ref(), r#"a"b\c@example.com"#);
-    let replayed = Identify::from_json("c1", message.json().to_owned());
+    let replayed = Identify::from_json("c1", 1, message.json().to_owned());
     assert_eq!(replayed, Ok(message));
 }
 
@@ -702,7 +703,8 @@ fn check_outcome(customer: &Customer, strategy: UserIdStrategy) -> Result<(), Te
             }
 
             prop_assert_eq!(&identify(customer, strategy), &outcome, "not deterministic");
-            let replayed = Identify::from_json(&customer.id, message.json().to_owned());
+            let replayed =
+                Identify::from_json(&customer.id, customer.version, message.json().to_owned());
             prop_assert_eq!(replayed.as_ref(), Ok(message), "dead-letter replay differs");
         }
         Err(NotSent::Skipped(reason)) => {
@@ -914,4 +916,25 @@ proptest! {
     ) {
         check_outcome(&customer, strategy)?;
     }
+}
+
+#[test]
+fn rules_fingerprints_tell_rules_apart_and_stay_the_same_for_the_same_rules() {
+    let standard = IdentifyRules::from(UserIdStrategy::Email);
+    assert_eq!(
+        standard.fingerprint(),
+        IdentifyRules::from(UserIdStrategy::Email).fingerprint()
+    );
+    assert_ne!(
+        standard.fingerprint(),
+        IdentifyRules::from(UserIdStrategy::CustomerId).fingerprint()
+    );
+    let mapped = IdentifyRules::from_toml(
+        UserIdStrategy::Email,
+        "[traits]\nexclude = [\"birthday\"]\n",
+        "mapping.toml",
+    )
+    .unwrap();
+    assert_ne!(standard.fingerprint(), mapped.fingerprint());
+    assert_eq!(standard.fingerprint().len(), 32);
 }

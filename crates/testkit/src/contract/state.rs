@@ -18,10 +18,13 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-use segment_sync_domain::sync::{DeadLetter, DeadLetterKind, RunCounts, RunStatus};
+use segment_sync_domain::sync::{DeadLetter, DeadLetterKind, RunCounts, RunRecord, RunStatus};
 use segment_sync_domain::Fingerprint;
-use segment_sync_ports::{Delivered, StateError, SyncStateStore};
+use segment_sync_ports::{
+    Delivered, DeliveredRecord, RunLease, RunStart, Settlement, StateError, SyncStateStore,
+};
 use time::format_description::well_known::Rfc3339;
 use time::macros::datetime;
 use time::OffsetDateTime;
@@ -78,15 +81,23 @@ macro_rules! state_store_contract {
 
             $crate::__state_store_rules!(
                 deliveries_round_trip,
-                a_second_delivery_replaces_the_fingerprint,
-                a_delivery_clears_that_customers_dead_letter,
+                a_later_version_replaces_the_delivery,
+                an_older_version_never_replaces_a_newer_one,
+                a_delivery_clears_that_customers_dead_letters_of_its_version_or_older,
+                a_claim_reserves_customers_until_released,
+                an_expired_claim_is_taken_over,
                 a_dead_letter_added_again_replaces_it_and_counts_an_attempt,
                 dead_letters_are_listed_oldest_first_by_when_last_recorded,
                 removing_dead_letters_removes_only_those,
                 dead_letters_keep_every_field,
                 the_high_water_mark_round_trips,
+                the_rules_fingerprint_round_trips,
+                deliveries_are_listed_in_id_order_a_page_at_a_time,
                 runs_are_listed_newest_first_up_to_the_limit,
                 a_run_records_what_it_did,
+                one_run_at_a_time_holds_the_state,
+                a_run_whose_lease_was_dropped_unfinished_is_abandoned,
+                imported_runs_keep_what_they_recorded,
                 finishing_an_unknown_run_is_an_error,
                 empty_inputs_change_nothing,
                 more_than_500_ids_in_one_call,
@@ -116,6 +127,9 @@ macro_rules! __state_store_rules {
     };
 }
 
+/// How long the rules' claims last when they should not expire.
+const LONG: Duration = Duration::from_secs(600);
+
 fn ok<T>(doing: &str, result: Result<T, StateError>) -> T {
     result.unwrap_or_else(|e| panic!("{doing} failed: {e}"))
 }
@@ -129,25 +143,52 @@ fn strings<const N: usize>(ids: [&str; N]) -> Vec<String> {
     ids.map(str::to_owned).to_vec()
 }
 
-async fn record(store: &dyn SyncStateStore, deliveries: &[(&str, Fingerprint)]) {
+/// The `userId` the rules deliver a customer as.
+fn user_id(customer_id: &str) -> String {
+    format!("{customer_id}@example.com")
+}
+
+/// Records deliveries of (customer, version, fingerprint), as a holder that
+/// reserved nothing.
+async fn record(store: &dyn SyncStateStore, deliveries: &[(&str, i64, Fingerprint)]) {
+    let users: Vec<String> = deliveries.iter().map(|(id, _, _)| user_id(id)).collect();
     let delivered: Vec<Delivered<'_>> = deliveries
         .iter()
-        .map(|(customer_id, fingerprint)| Delivered {
+        .zip(&users)
+        .map(|((customer_id, version, fingerprint), user_id)| Delivered {
             customer_id,
+            version: *version,
             fingerprint: *fingerprint,
+            user_id,
         })
         .collect();
-    ok("record_delivered", store.record_delivered(&delivered).await);
-}
-
-async fn found(store: &dyn SyncStateStore, ids: &[String]) -> HashMap<String, Fingerprint> {
-    ok(
-        "delivered_fingerprints",
-        store.delivered_fingerprints(ids).await,
+    settle(
+        store,
+        Settlement {
+            delivered: &delivered,
+            holder: "contract",
+            ..Settlement::default()
+        },
     )
+    .await;
 }
 
-/// A failed delivery's dead letter, as the pipeline writes it.
+async fn settle(store: &dyn SyncStateStore, settlement: Settlement<'_>) {
+    ok("settle", store.settle(settlement).await);
+}
+
+async fn found(store: &dyn SyncStateStore, ids: &[String]) -> HashMap<String, DeliveredRecord> {
+    ok("delivered", store.delivered(ids).await)
+}
+
+fn record_of(version: i64, n: u128) -> DeliveredRecord {
+    DeliveredRecord {
+        version,
+        fingerprint: fingerprint(n),
+    }
+}
+
+/// A failed delivery's dead letter for version 1, as the service writes it.
 fn letter(customer_id: &str, reason: &str, recorded_at: &str) -> DeadLetter {
     DeadLetter {
         customer_id: customer_id.to_owned(),
@@ -158,6 +199,7 @@ fn letter(customer_id: &str, reason: &str, recorded_at: &str) -> DeadLetter {
             r#"{{"type":"identify","userId":"{customer_id}@example.com"}}"#
         )),
         fingerprint: Some(fingerprint(7).to_hex()),
+        version: Some(1),
         attempts: 1,
         recorded_at: recorded_at.to_owned(),
     }
@@ -184,72 +226,194 @@ fn parse_time(what: &str, text: &str) -> OffsetDateTime {
         .unwrap_or_else(|e| panic!("{what} {text:?} is not RFC 3339: {e}"))
 }
 
-/// Deliveries are found again by customer id; ids never delivered are absent, and
-/// only ids asked for are answered.
+fn start(kind: &str, started_at: OffsetDateTime) -> RunStart {
+    RunStart {
+        kind: kind.to_owned(),
+        started_at,
+        source: Some("api".to_owned()),
+        holder: format!("pid 42 on contract-{kind}"),
+    }
+}
+
+/// Begins a run and finishes it at once, so that the next can begin.
+async fn run_once(
+    store: &dyn SyncStateStore,
+    kind: &str,
+    at: OffsetDateTime,
+    status: RunStatus,
+) -> i64 {
+    let lease = ok("begin_run", store.begin_run(start(kind, at)).await);
+    ok(
+        "finish_run",
+        store
+            .finish_run(lease.id(), status, RunCounts::default(), None)
+            .await,
+    );
+    lease.id()
+}
+
+/// Deliveries are found again by customer id, with their version; ids never
+/// delivered are absent, and only ids asked for are answered.
 pub async fn deliveries_round_trip(store: &dyn SyncStateStore) {
-    record(store, &[("a", fingerprint(1)), ("b", fingerprint(2))]).await;
-    record(store, &[("c", fingerprint(3))]).await;
+    record(store, &[("a", 3, fingerprint(1)), ("b", 1, fingerprint(2))]).await;
+    record(store, &[("c", 1, fingerprint(3))]).await;
 
     let answer = found(store, &strings(["a", "b", "never-delivered"])).await;
 
     let expected = HashMap::from([
-        ("a".to_owned(), fingerprint(1)),
-        ("b".to_owned(), fingerprint(2)),
+        ("a".to_owned(), record_of(3, 1)),
+        ("b".to_owned(), record_of(1, 2)),
     ]);
-    assert_eq!(
-        answer, expected,
-        "the fingerprints of a and b, and nothing else"
-    );
+    assert_eq!(answer, expected, "a and b, and nothing else");
 }
 
-/// A later delivery of the same customer replaces its fingerprint.
-pub async fn a_second_delivery_replaces_the_fingerprint(store: &dyn SyncStateStore) {
-    record(store, &[("a", fingerprint(1)), ("b", fingerprint(2))]).await;
-    record(store, &[("a", fingerprint(99))]).await;
+/// A delivery of the same or a later version replaces the one held (the same
+/// version may carry other content: a mapping changed).
+pub async fn a_later_version_replaces_the_delivery(store: &dyn SyncStateStore) {
+    record(store, &[("a", 1, fingerprint(1)), ("b", 1, fingerprint(2))]).await;
+    record(store, &[("a", 2, fingerprint(99))]).await;
+    record(store, &[("b", 1, fingerprint(98))]).await;
 
     let answer = found(store, &strings(["a", "b"])).await;
 
     assert_eq!(
         answer.get("a"),
-        Some(&fingerprint(99)),
-        "a's latest fingerprint"
+        Some(&record_of(2, 99)),
+        "a's later version"
     );
-    assert_eq!(answer.get("b"), Some(&fingerprint(2)), "b untouched");
-    assert_eq!(answer.len(), 2);
+    assert_eq!(answer.get("b"), Some(&record_of(1, 98)), "b's new content");
 }
 
-/// Recording a delivery clears that customer's dead letter, and no other.
-pub async fn a_delivery_clears_that_customers_dead_letter(store: &dyn SyncStateStore) {
+/// A delivery of an older version than the one held changes nothing: concurrent
+/// processes cannot move a profile backwards.
+pub async fn an_older_version_never_replaces_a_newer_one(store: &dyn SyncStateStore) {
+    record(store, &[("a", 5, fingerprint(5))]).await;
+    record(store, &[("a", 4, fingerprint(4))]).await;
+
+    assert_eq!(
+        found(store, &strings(["a"])).await.get("a"),
+        Some(&record_of(5, 5)),
+        "version 5 stays"
+    );
+}
+
+/// Recording a delivery clears that customer's dead letters of the same or an
+/// older version (or of no version: a malformed record), and no other.
+pub async fn a_delivery_clears_that_customers_dead_letters_of_its_version_or_older(
+    store: &dyn SyncStateStore,
+) {
+    let newer = DeadLetter {
+        version: Some(7),
+        ..letter("c", "timeout", "2024-05-01T10:00:02Z")
+    };
+    let unversioned = DeadLetter {
+        version: None,
+        ..letter("d", "Invalid payload", "2024-05-01T10:00:03Z")
+    };
     add(
         store,
         &[
             letter("a", "timeout", "2024-05-01T10:00:00Z"),
             letter("b", "timeout", "2024-05-01T10:00:01Z"),
+            newer,
+            unversioned,
         ],
     )
     .await;
 
     record(
         store,
-        &[("a", fingerprint(1)), ("never-dead", fingerprint(2))],
+        &[
+            ("a", 1, fingerprint(1)),
+            ("c", 6, fingerprint(6)),
+            ("d", 1, fingerprint(2)),
+            ("never-dead", 1, fingerprint(3)),
+        ],
     )
     .await;
 
     assert_eq!(
         letter_ids(store).await,
-        ["b"],
-        "a's letter cleared, b's kept"
+        ["b", "c"],
+        "a's and d's letters cleared; b's untouched; c's is newer than its delivery"
     );
     assert_eq!(
         found(store, &strings(["a"])).await.get("a"),
-        Some(&fingerprint(1)),
+        Some(&record_of(1, 1)),
         "the delivery itself is recorded"
     );
 }
 
+/// A claim reserves customers for its holder: another holder finds them busy until
+/// the holder releases them; claiming again renews, and a claim answers with the
+/// last deliveries of the customers it reserved.
+pub async fn a_claim_reserves_customers_until_released(store: &dyn SyncStateStore) {
+    record(store, &[("a", 2, fingerprint(2))]).await;
+
+    let first = ok(
+        "claim",
+        store.claim(&strings(["a", "b"]), "one", LONG).await,
+    );
+    assert!(first.busy.is_empty(), "nothing was reserved before");
+    assert_eq!(
+        first.delivered,
+        HashMap::from([("a".to_owned(), record_of(2, 2))])
+    );
+
+    let second = ok(
+        "claim",
+        store.claim(&strings(["b", "c"]), "two", LONG).await,
+    );
+    assert_eq!(second.busy, ["b"], "b is the first holder's");
+    assert!(second.delivered.is_empty(), "c was never delivered");
+
+    let again = ok("claim", store.claim(&strings(["a"]), "one", LONG).await);
+    assert!(again.busy.is_empty(), "a holder may claim what it holds");
+
+    settle(
+        store,
+        Settlement {
+            release: &strings(["a", "b"]),
+            holder: "one",
+            ..Settlement::default()
+        },
+    )
+    .await;
+    let third = ok(
+        "claim",
+        store.claim(&strings(["a", "b"]), "two", LONG).await,
+    );
+    assert!(third.busy.is_empty(), "released: {:?}", third.busy);
+
+    settle(
+        store,
+        Settlement {
+            release: &strings(["a", "b", "c"]),
+            holder: "one",
+            ..Settlement::default()
+        },
+    )
+    .await;
+    let fourth = ok("claim", store.claim(&strings(["a"]), "three", LONG).await);
+    assert_eq!(fourth.busy, ["a"], "one cannot release what two holds");
+}
+
+/// A claim whose time is up is another holder's to take.
+pub async fn an_expired_claim_is_taken_over(store: &dyn SyncStateStore) {
+    ok(
+        "claim",
+        store.claim(&strings(["a"]), "gone", Duration::ZERO).await,
+    );
+    let taken = ok("claim", store.claim(&strings(["a"]), "next", LONG).await);
+    assert!(taken.busy.is_empty(), "the expired claim was taken over");
+    let after = ok("claim", store.claim(&strings(["a"]), "gone", LONG).await);
+    assert_eq!(after.busy, ["a"], "and it is the new holder's now");
+}
+
 /// A dead letter added for a customer who already has one replaces it, and its
 /// attempts are the held attempts plus one, whatever the new copy carries (as
-/// when a listed letter is replayed and fails again).
+/// when a listed letter is replayed and fails again); a first letter keeps the
+/// attempts it carries.
 pub async fn a_dead_letter_added_again_replaces_it_and_counts_an_attempt(
     store: &dyn SyncStateStore,
 ) {
@@ -284,6 +448,17 @@ pub async fn a_dead_letter_added_again_replaces_it_and_counts_an_attempt(
     let held = letters(store).await;
     assert_eq!(held.len(), 1, "still one letter for a");
     assert_eq!(held[0].attempts, 3, "the held attempts plus one");
+
+    let copied = DeadLetter {
+        attempts: 9,
+        ..letter("b", "timeout", "2024-05-01T10:00:00Z")
+    };
+    add(store, std::slice::from_ref(&copied)).await;
+    assert_eq!(
+        letters(store).await[1].attempts,
+        9,
+        "moved from another state"
+    );
 }
 
 /// Dead letters are listed oldest first by when each was last recorded: call
@@ -314,7 +489,7 @@ pub async fn dead_letters_are_listed_oldest_first_by_when_last_recorded(
 /// Removing dead letters removes exactly those customers' letters; unknown and
 /// repeated ids are fine, and deliveries are untouched.
 pub async fn removing_dead_letters_removes_only_those(store: &dyn SyncStateStore) {
-    record(store, &[("x", fingerprint(5))]).await;
+    record(store, &[("x", 1, fingerprint(5))]).await;
     add(
         store,
         &[
@@ -336,19 +511,21 @@ pub async fn removing_dead_letters_removes_only_those(store: &dyn SyncStateStore
     assert_eq!(letter_ids(store).await, ["a", "c"]);
     assert_eq!(
         found(store, &strings(["x"])).await.get("x"),
-        Some(&fingerprint(5)),
+        Some(&record_of(1, 5)),
         "removing x's letter keeps x's delivery"
     );
 }
 
 /// A dead letter is listed exactly as it was added: kind, code, reason (any
-/// text), payload and fingerprint (present or absent) and `recorded_at` as given.
+/// text), payload, fingerprint and version (present or absent) and `recorded_at`
+/// as given.
 pub async fn dead_letters_keep_every_field(store: &dyn SyncStateStore) {
     let failed = DeadLetter {
         reason: "Max retries exceeded — 503 «Service Unavailable» 'quoted' \"twice\"".to_owned(),
         payload: Some(
             r#"{"type":"identify","userId":"zoë@example.com","traits":{"note":"a\nb"}}"#.to_owned(),
         ),
+        version: Some(i64::from(u32::MAX) + 5),
         ..letter("customer/with spaces", "", "2024-05-01T12:00:00.123+02:00")
     };
     let rejected = DeadLetter {
@@ -358,6 +535,7 @@ pub async fn dead_letters_keep_every_field(store: &dyn SyncStateStore) {
         reason: "Invalid payload".to_owned(),
         payload: None,
         fingerprint: None,
+        version: None,
         attempts: 1,
         recorded_at: "2024-05-01T10:00:00Z".to_owned(),
     };
@@ -394,6 +572,47 @@ pub async fn the_high_water_mark_round_trips(store: &dyn SyncStateStore) {
     );
 }
 
+/// The rules fingerprint is absent at first, then the one last set.
+pub async fn the_rules_fingerprint_round_trips(store: &dyn SyncStateStore) {
+    assert_eq!(
+        ok("rules_fingerprint", store.rules_fingerprint().await),
+        None
+    );
+    for value in ["0123abcd", "ffff"] {
+        ok(
+            "set_rules_fingerprint",
+            store.set_rules_fingerprint(value.to_owned()).await,
+        );
+        assert_eq!(
+            ok("rules_fingerprint", store.rules_fingerprint().await).as_deref(),
+            Some(value)
+        );
+    }
+}
+
+/// Every delivery can be read out in customer id order, a page at a time, with
+/// its version, fingerprint and `userId`.
+pub async fn deliveries_are_listed_in_id_order_a_page_at_a_time(store: &dyn SyncStateStore) {
+    let ids = ["d", "a", "c", "e", "b"];
+    for (n, id) in ids.iter().enumerate() {
+        record(store, &[(id, n as i64 + 1, fingerprint(n as u128))]).await;
+    }
+    let mut listed = Vec::new();
+    let mut after = None;
+    loop {
+        let page = ok("deliveries_after", store.deliveries_after(after, 2).await);
+        assert!(page.len() <= 2, "at most the limit");
+        let Some(last) = page.last() else { break };
+        after = Some(last.customer_id.clone());
+        listed.extend(page);
+    }
+    let order: Vec<&str> = listed.iter().map(|row| row.customer_id.as_str()).collect();
+    assert_eq!(order, ["a", "b", "c", "d", "e"]);
+    let a = &listed[0];
+    assert_eq!((a.version, a.fingerprint), (2, fingerprint(1)));
+    assert_eq!(a.user_id, user_id("a"));
+}
+
 /// Runs get increasing ids and are listed newest first, at most `limit` of them.
 pub async fn runs_are_listed_newest_first_up_to_the_limit(store: &dyn SyncStateStore) {
     let mut started = Vec::new();
@@ -402,27 +621,30 @@ pub async fn runs_are_listed_newest_first_up_to_the_limit(store: &dyn SyncStateS
         ("replay", datetime!(2024-05-02 10:00 UTC)),
         ("sync", datetime!(2024-05-03 10:00 UTC)),
     ] {
-        started.push(ok("start_run", store.start_run(kind, at).await));
+        started.push(run_once(store, kind, at, RunStatus::Succeeded).await);
     }
     assert!(
         started.windows(2).all(|pair| pair[0] < pair[1]),
         "run ids increase: {started:?}"
     );
 
-    let listed = |runs: Vec<segment_sync_domain::sync::RunRecord>| -> Vec<i64> {
-        runs.into_iter().map(|run| run.id).collect()
-    };
+    let listed =
+        |runs: Vec<RunRecord>| -> Vec<i64> { runs.into_iter().map(|run| run.id).collect() };
     let newest_first: Vec<i64> = started.iter().rev().copied().collect();
     assert_eq!(listed(ok("runs", store.runs(10).await)), newest_first);
     assert_eq!(listed(ok("runs", store.runs(2).await)), newest_first[..2]);
     assert_eq!(listed(ok("runs", store.runs(0).await)), Vec::<i64>::new());
 }
 
-/// A started run is listed as running with its kind and start; once finished it
-/// holds its status, counts, error and an RFC 3339 end.
+/// A begun run is listed as running with its kind, start, source and holder; once
+/// finished it holds its status, counts, error and an RFC 3339 end.
 pub async fn a_run_records_what_it_did(store: &dyn SyncStateStore) {
     let started_at = datetime!(2024-05-01 12:00:00 +02:00);
-    let id = ok("start_run", store.start_run("sync", started_at).await);
+    let lease = ok(
+        "begin_run",
+        store.begin_run(start("sync", started_at)).await,
+    );
+    let id = lease.id();
 
     let running = ok("runs", store.runs(1).await);
     assert_eq!(running.len(), 1);
@@ -431,6 +653,8 @@ pub async fn a_run_records_what_it_did(store: &dyn SyncStateStore) {
     assert_eq!(run.kind, "sync");
     assert_eq!(parse_time("started_at", &run.started_at), started_at);
     assert_eq!(run.status, RunStatus::Running);
+    assert_eq!(run.source.as_deref(), Some("api"));
+    assert_eq!(run.holder.as_deref(), Some("pid 42 on contract-sync"));
     assert_eq!(run.finished_at, None, "not finished yet");
     assert_eq!(run.counts, RunCounts::default());
     assert_eq!(run.error, None);
@@ -449,17 +673,18 @@ pub async fn a_run_records_what_it_did(store: &dyn SyncStateStore) {
             .finish_run(id, RunStatus::CompletedWithErrors, counts, None)
             .await,
     );
+    drop(lease);
     let aborted = ok(
-        "start_run",
+        "begin_run",
         store
-            .start_run("replay", datetime!(2024-05-02 10:00 UTC))
+            .begin_run(start("replay", datetime!(2024-05-02 10:00 UTC)))
             .await,
     );
     ok(
         "finish_run",
         store
             .finish_run(
-                aborted,
+                aborted.id(),
                 RunStatus::Aborted,
                 RunCounts::default(),
                 Some("Invalid write key".to_owned()),
@@ -471,35 +696,164 @@ pub async fn a_run_records_what_it_did(store: &dyn SyncStateStore) {
     assert_eq!(runs.len(), 2);
     let (second, first) = (&runs[0], &runs[1]);
     assert_eq!(first.id, id);
-    assert_eq!(first.kind, "sync");
     assert_eq!(first.status, RunStatus::CompletedWithErrors);
     assert_eq!(first.counts, counts);
     assert_eq!(first.error, None);
-    assert_eq!(parse_time("started_at", &first.started_at), started_at);
     let finished = first
         .finished_at
         .as_deref()
         .expect("a finished run has an end");
     parse_time("finished_at", finished);
-    assert_eq!(second.id, aborted);
+    assert_eq!(second.id, aborted.id());
     assert_eq!(second.kind, "replay");
     assert_eq!(second.status, RunStatus::Aborted);
     assert_eq!(second.error.as_deref(), Some("Invalid write key"));
     assert!(second.finished_at.is_some());
 }
 
-/// Finishing a run that was never started is an error, and changes no run.
+/// While a run holds the state, another cannot begin: it is told which run holds
+/// it, since when and who runs it. Once the lease is dropped the next run begins.
+pub async fn one_run_at_a_time_holds_the_state(store: &dyn SyncStateStore) {
+    let first = ok(
+        "begin_run",
+        store
+            .begin_run(start("sync", datetime!(2024-05-01 10:00 UTC)))
+            .await,
+    );
+    match store
+        .begin_run(start("replay", datetime!(2024-05-01 10:01 UTC)))
+        .await
+    {
+        Err(StateError::AnotherRun {
+            id,
+            started_at,
+            holder,
+        }) => {
+            assert_eq!(id, first.id());
+            assert_eq!(
+                parse_time("started_at", &started_at),
+                datetime!(2024-05-01 10:00 UTC)
+            );
+            assert_eq!(holder, "pid 42 on contract-sync");
+        }
+        other => panic!("a second run must be refused, got {other:?}"),
+    }
+    ok(
+        "finish_run",
+        store
+            .finish_run(first.id(), RunStatus::Succeeded, RunCounts::default(), None)
+            .await,
+    );
+    drop(first);
+    let next: RunLease = ok(
+        "begin_run",
+        store
+            .begin_run(start("replay", datetime!(2024-05-01 10:02 UTC)))
+            .await,
+    );
+    assert!(next.id() > 0);
+    assert_eq!(
+        ok("runs", store.runs(10).await).len(),
+        2,
+        "the refused run left no row"
+    );
+}
+
+/// A run whose lease was dropped while it was still running (its process died) is
+/// marked abandoned when the next run begins.
+pub async fn a_run_whose_lease_was_dropped_unfinished_is_abandoned(store: &dyn SyncStateStore) {
+    let killed = ok(
+        "begin_run",
+        store
+            .begin_run(start("sync", datetime!(2024-05-01 10:00 UTC)))
+            .await,
+    );
+    let killed_id = killed.id();
+    drop(killed);
+    let next = ok(
+        "begin_run",
+        store
+            .begin_run(start("sync", datetime!(2024-05-01 11:00 UTC)))
+            .await,
+    );
+    let runs = ok("runs", store.runs(10).await);
+    let status = |id| runs.iter().find(|run| run.id == id).map(|run| run.status);
+    assert_eq!(status(killed_id), Some(RunStatus::Abandoned));
+    assert_eq!(status(next.id()), Some(RunStatus::Running));
+    assert!(
+        runs.iter()
+            .find(|run| run.id == killed_id)
+            .is_some_and(|run| run.finished_at.is_some()),
+        "an abandoned run has an end"
+    );
+}
+
+/// Runs imported from another state are listed with what they recorded, newest
+/// first after the runs already there.
+pub async fn imported_runs_keep_what_they_recorded(store: &dyn SyncStateStore) {
+    run_once(
+        store,
+        "sync",
+        datetime!(2024-05-03 10:00 UTC),
+        RunStatus::Succeeded,
+    )
+    .await;
+    let counts = RunCounts {
+        read: 3,
+        sent: 2,
+        skipped: 1,
+        ..RunCounts::default()
+    };
+    let imported = [
+        RunRecord {
+            id: 7,
+            kind: "sync".to_owned(),
+            source: Some("file export.ndjson".to_owned()),
+            holder: Some("pid 1 on old-host".to_owned()),
+            started_at: "2024-01-01T00:00:00Z".to_owned(),
+            finished_at: Some("2024-01-01T00:01:00Z".to_owned()),
+            status: RunStatus::Succeeded,
+            counts,
+            error: None,
+        },
+        RunRecord {
+            id: 8,
+            kind: "replay".to_owned(),
+            source: None,
+            holder: None,
+            started_at: "2024-01-02T00:00:00Z".to_owned(),
+            finished_at: Some("2024-01-02T00:00:05Z".to_owned()),
+            status: RunStatus::Aborted,
+            counts: RunCounts::default(),
+            error: Some("Invalid write key".to_owned()),
+        },
+    ];
+    ok("import_runs", store.import_runs(&imported).await);
+
+    let runs = ok("runs", store.runs(10).await);
+    assert_eq!(runs.len(), 3);
+    let (newest, older) = (&runs[0], &runs[1]);
+    assert_eq!(newest.kind, "replay");
+    assert_eq!(newest.error.as_deref(), Some("Invalid write key"));
+    assert_eq!(older.counts, counts);
+    assert_eq!(older.source.as_deref(), Some("file export.ndjson"));
+    assert_eq!(older.finished_at.as_deref(), Some("2024-01-01T00:01:00Z"));
+    let ids: HashSet<i64> = runs.iter().map(|run| run.id).collect();
+    assert_eq!(ids.len(), 3, "ids stay distinct");
+}
+
+/// Finishing a run that was never begun is an error, and changes no run.
 pub async fn finishing_an_unknown_run_is_an_error(store: &dyn SyncStateStore) {
     let finish = |id| store.finish_run(id, RunStatus::Succeeded, RunCounts::default(), None);
     assert!(finish(42).await.is_err(), "no run 42 in an empty store");
 
-    let id = ok(
-        "start_run",
+    let lease = ok(
+        "begin_run",
         store
-            .start_run("sync", datetime!(2024-05-01 10:00 UTC))
+            .begin_run(start("sync", datetime!(2024-05-01 10:00 UTC)))
             .await,
     );
-    for unknown in [id + 1, id + 1_000, -1] {
+    for unknown in [lease.id() + 1, lease.id() + 1_000, -1] {
         assert!(finish(unknown).await.is_err(), "no run {unknown}");
     }
 
@@ -523,17 +877,19 @@ pub async fn empty_inputs_change_nothing(store: &dyn SyncStateStore) {
         "a new store has no runs"
     );
     assert!(found(store, &strings(["a"])).await.is_empty());
+    assert!(ok("deliveries_after", store.deliveries_after(None, 10).await).is_empty());
 
-    record(store, &[("x", fingerprint(1))]).await;
+    record(store, &[("x", 1, fingerprint(1))]).await;
     add(store, &[letter("a", "timeout", "2024-05-01T10:00:00Z")]).await;
 
-    assert!(
-        found(store, &[]).await.is_empty(),
-        "no ids, no fingerprints"
-    );
+    assert!(found(store, &[]).await.is_empty(), "no ids, no deliveries");
+    let claimed = ok("claim", store.claim(&[], "one", LONG).await);
+    assert!(claimed.busy.is_empty() && claimed.delivered.is_empty());
     record(store, &[]).await;
+    settle(store, Settlement::default()).await;
     add(store, &[]).await;
     ok("remove_dead_letters", store.remove_dead_letters(&[]).await);
+    ok("import_runs", store.import_runs(&[]).await);
 
     assert_eq!(letter_ids(store).await, ["a"]);
     assert_eq!(letters(store).await[0].attempts, 1);
@@ -541,7 +897,7 @@ pub async fn empty_inputs_change_nothing(store: &dyn SyncStateStore) {
 }
 
 /// More than 500 ids in one call (one commercetools page and more) are all
-/// recorded, looked up, cleared and removed.
+/// claimed, recorded, looked up, cleared, released and removed.
 pub async fn more_than_500_ids_in_one_call(store: &dyn SyncStateStore) {
     const COUNT: usize = 1_201;
     let ids: Vec<String> = (0..COUNT).map(|i| format!("customer-{i:05}")).collect();
@@ -553,23 +909,41 @@ pub async fn more_than_500_ids_in_one_call(store: &dyn SyncStateStore) {
     add(store, &dead).await;
     assert_eq!(letter_ids(store).await, ids, "every letter, in order");
 
-    let deliveries: Vec<(&str, Fingerprint)> = ids
+    let claimed = ok("claim", store.claim(&ids, "big", LONG).await);
+    assert!(claimed.busy.is_empty());
+    let deliveries: Vec<(&str, i64, Fingerprint)> = ids
         .iter()
         .enumerate()
-        .map(|(i, id)| (id.as_str(), fingerprint(i as u128)))
+        .map(|(i, id)| (id.as_str(), 1, fingerprint(i as u128)))
         .collect();
     record(store, &deliveries).await;
     assert!(
         letters(store).await.is_empty(),
         "every delivery cleared its letter"
     );
+    settle(
+        store,
+        Settlement {
+            release: &ids,
+            holder: "big",
+            ..Settlement::default()
+        },
+    )
+    .await;
+    let reclaimed = ok("claim", store.claim(&ids, "other", LONG).await);
+    assert!(reclaimed.busy.is_empty(), "every claim released");
+    assert_eq!(reclaimed.delivered.len(), COUNT);
 
     let mut asked = ids.clone();
     asked.extend((0..300).map(|i| format!("unknown-{i}")));
     let answer = found(store, &asked).await;
     assert_eq!(answer.len(), COUNT, "every delivered id, no unknown one");
-    for (id, fingerprint) in &deliveries {
-        assert_eq!(answer.get(*id), Some(fingerprint), "{id}");
+    for (id, _, fingerprint) in &deliveries {
+        assert_eq!(
+            answer.get(*id).map(|r| r.fingerprint),
+            Some(*fingerprint),
+            "{id}"
+        );
     }
 
     add(store, &dead).await;
@@ -577,8 +951,8 @@ pub async fn more_than_500_ids_in_one_call(store: &dyn SyncStateStore) {
     assert!(letters(store).await.is_empty(), "every letter removed");
 }
 
-/// Writers on several tasks at once lose nothing: every delivery, dead letter and
-/// run of each is there afterwards, and run ids are distinct.
+/// Writers on several tasks at once lose nothing: each claims its own customers,
+/// records them and adds dead letters, and every one of them is there afterwards.
 pub async fn concurrent_writers_lose_nothing(store: Arc<dyn SyncStateStore>) {
     const WRITERS: usize = 8;
     const PAGES: usize = 4;
@@ -589,47 +963,39 @@ pub async fn concurrent_writers_lose_nothing(store: Arc<dyn SyncStateStore>) {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
                 let store = &*store;
-                let run = ok(
-                    "start_run",
-                    store.start_run("sync", OffsetDateTime::now_utc()).await,
-                );
+                let holder = format!("writer-{w}");
                 for page in 0..PAGES {
                     let ids: Vec<String> = (0..PAGE)
                         .map(|i| format!("w{w}-c{:03}", page * PAGE + i))
                         .collect();
-                    assert!(found(store, &ids).await.is_empty());
-                    let deliveries: Vec<(&str, Fingerprint)> = ids
+                    let claimed = ok("claim", store.claim(&ids, &holder, LONG).await);
+                    assert!(claimed.busy.is_empty() && claimed.delivered.is_empty());
+                    let deliveries: Vec<(&str, i64, Fingerprint)> = ids
                         .iter()
-                        .map(|id| (id.as_str(), fingerprint(w as u128)))
+                        .map(|id| (id.as_str(), 1, fingerprint(w as u128)))
                         .collect();
                     record(store, &deliveries).await;
+                    settle(
+                        store,
+                        Settlement {
+                            release: &ids,
+                            holder: &holder,
+                            ..Settlement::default()
+                        },
+                    )
+                    .await;
                 }
                 let dead: Vec<DeadLetter> = (0..LETTERS)
                     .map(|i| letter(&format!("w{w}-d{i}"), "timeout", "2024-05-01T10:00:00Z"))
                     .collect();
                 add(store, &dead).await;
-                let counts = RunCounts {
-                    read: (PAGES * PAGE + LETTERS) as u64,
-                    sent: (PAGES * PAGE) as u64,
-                    failed: LETTERS as u64,
-                    ..RunCounts::default()
-                };
-                ok(
-                    "finish_run",
-                    store
-                        .finish_run(run, RunStatus::CompletedWithErrors, counts, None)
-                        .await,
-                );
-                run
             })
         })
         .collect();
-    let mut runs = HashSet::new();
     for writer in writers {
-        let run = writer
+        writer
             .await
             .unwrap_or_else(|e| panic!("a writer failed: {e}"));
-        assert!(runs.insert(run), "run id {run} given twice");
     }
 
     let store = &*store;
@@ -642,11 +1008,11 @@ pub async fn concurrent_writers_lose_nothing(store: Arc<dyn SyncStateStore>) {
         WRITERS * PAGES * PAGE,
         "every delivery of every writer"
     );
-    for (id, fingerprint_found) in &answer {
+    for (id, record) in &answer {
         let writer: u128 = id[1..id.find('-').expect("w<n>-")]
             .parse()
             .expect("a writer number");
-        assert_eq!(*fingerprint_found, fingerprint(writer), "{id}");
+        assert_eq!(record.fingerprint, fingerprint(writer), "{id}");
     }
     let held = letters(store).await;
     assert_eq!(
@@ -658,9 +1024,4 @@ pub async fn concurrent_writers_lose_nothing(store: Arc<dyn SyncStateStore>) {
         held.iter().all(|l| l.attempts == 1),
         "no letter counted twice"
     );
-    let listed = ok("runs", store.runs(100).await);
-    assert_eq!(listed.len(), WRITERS);
-    assert!(listed
-        .iter()
-        .all(|run| runs.contains(&run.id) && run.status == RunStatus::CompletedWithErrors));
 }

@@ -2,30 +2,39 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use segment_sync_domain::sync::{DeadLetter, RunCounts, RunRecord, RunStatus};
 use segment_sync_domain::Fingerprint;
-use segment_sync_ports::{Delivered, StateError, SyncStateStore};
+use segment_sync_ports::{
+    Claimed, DeliveredRecord, DeliveredRow, RunLease, RunStart, Settlement, StateError,
+    SyncStateStore,
+};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::DEADLINE;
 
 /// A [`SyncStateStore`] in memory, with exactly the rules the port documents and
 /// the SQLite store keeps:
 ///
-/// - `record_delivered` upserts each customer's fingerprint and clears that
-///   customer's dead letter;
+/// - `claim` reserves customers for a holder until its reservation expires (on
+///   tokio's clock) or is released; another holder finds them busy;
+/// - `settle` records a delivery only when no newer version is held, and then
+///   clears that customer's dead letters of the same or older versions (and
+///   those without a version); it releases the holder's claims;
 /// - `add_dead_letters` upserts by customer id: a letter already held is replaced
 ///   and its attempts become the held attempts plus one, whatever the new copy
 ///   says (a first letter keeps its own attempts, at least 1);
 /// - dead letters are listed oldest first by when each was last recorded (call
 ///   order, then slice order);
 /// - runs get sequential ids from 1 and are listed newest first; finishing a run
-///   that was never started is a [`StateError::Storage`];
+///   that was never started is a [`StateError::Storage`]; one run at a time holds
+///   the lease, and runs left running when a new one begins are abandoned;
 /// - timestamps are kept as RFC 3339 in UTC, as SQLite keeps them.
 ///
 /// It passes [`crate::contract::state`]. For tests it can also be made to fail
@@ -37,14 +46,18 @@ pub struct MemoryStateStore {
     held: Mutex<Held>,
     failing: AtomicBool,
     write_delay: Mutex<std::time::Duration>,
+    /// Whether a run holds the lease.
+    leased: Arc<AtomicBool>,
     /// Counts writes, so that waiters wake on each one.
     writes: watch::Sender<u64>,
 }
 
 #[derive(Debug, Default)]
 struct Held {
-    delivered: HashMap<String, Fingerprint>,
+    delivered: BTreeMap<String, DeliveredRow>,
+    claims: HashMap<String, (String, Instant)>,
     high_water_mark: Option<OffsetDateTime>,
+    rules_fingerprint: Option<String>,
     /// Dead letters by the sequence number of their last recording.
     dead_letters: BTreeMap<u64, DeadLetter>,
     /// The sequence number of each customer's dead letter.
@@ -60,15 +73,70 @@ impl Held {
             self.dead_letters.remove(&seq);
         }
     }
+
+    /// Removes the customer's dead letter when it is of `version` or older.
+    fn clear_dead_letter_up_to(&mut self, customer_id: &str, version: i64) {
+        let stale = self
+            .dead_letter_seq
+            .get(customer_id)
+            .and_then(|seq| self.dead_letters.get(seq))
+            .is_some_and(|letter| letter.version.is_none_or(|v| v <= version));
+        if stale {
+            self.remove_dead_letter(customer_id);
+        }
+    }
+
+    fn add_dead_letter(&mut self, letter: &DeadLetter) {
+        let attempts = match self.dead_letter_seq.get(&letter.customer_id) {
+            Some(seq) => self.dead_letters[seq].attempts.saturating_add(1),
+            None => letter.attempts.max(1),
+        };
+        self.remove_dead_letter(&letter.customer_id);
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        self.dead_letter_seq.insert(letter.customer_id.clone(), seq);
+        self.dead_letters.insert(
+            seq,
+            DeadLetter {
+                attempts,
+                ..letter.clone()
+            },
+        );
+    }
+
+    fn record(&mut self, row: DeliveredRow) -> bool {
+        let newer_held = self
+            .delivered
+            .get(&row.customer_id)
+            .is_some_and(|held| held.version > row.version);
+        if newer_held {
+            return false;
+        }
+        self.clear_dead_letter_up_to(&row.customer_id, row.version);
+        self.delivered.insert(row.customer_id.clone(), row);
+        true
+    }
+
+    fn push_run(&mut self, doing: &str, mut run: RunRecord) -> Result<i64, StateError> {
+        let id = i64::try_from(self.runs.len() + 1)
+            .map_err(|_| StateError::Storage(format!("{doing}: too many runs")))?;
+        run.id = id;
+        self.runs.push(run);
+        Ok(id)
+    }
 }
 
 /// Everything a [`MemoryStateStore`] holds at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StateSnapshot {
-    /// The fingerprint last delivered for each customer.
-    pub delivered: HashMap<String, Fingerprint>,
+    /// The last delivery of each customer, by customer id.
+    pub delivered: BTreeMap<String, DeliveredRow>,
+    /// The customers reserved, with their holders.
+    pub claims: HashMap<String, String>,
     /// The high-water mark, if one was set.
     pub high_water_mark: Option<OffsetDateTime>,
+    /// The fingerprint of the rules the last run used.
+    pub rules_fingerprint: Option<String>,
     /// The dead letters, oldest first, as [`SyncStateStore::dead_letters`] lists them.
     pub dead_letters: Vec<DeadLetter>,
     /// Every run, in the order they were started (the port lists them the other
@@ -89,6 +157,7 @@ impl MemoryStateStore {
             held: Mutex::new(Held::default()),
             failing: AtomicBool::new(false),
             write_delay: Mutex::new(std::time::Duration::ZERO),
+            leased: Arc::default(),
             writes: watch::Sender::new(0),
         }
     }
@@ -120,7 +189,10 @@ impl MemoryStateStore {
 
     /// The fingerprint last delivered for this customer.
     pub fn fingerprint(&self, customer_id: &str) -> Option<Fingerprint> {
-        self.held().delivered.get(customer_id).copied()
+        self.held()
+            .delivered
+            .get(customer_id)
+            .map(|row| row.fingerprint)
     }
 
     /// A copy of everything held, whether or not the store is failing.
@@ -128,7 +200,13 @@ impl MemoryStateStore {
         let held = self.held();
         StateSnapshot {
             delivered: held.delivered.clone(),
+            claims: held
+                .claims
+                .iter()
+                .map(|(id, (holder, _))| (id.clone(), holder.clone()))
+                .collect(),
             high_water_mark: held.high_water_mark,
+            rules_fingerprint: held.rules_fingerprint.clone(),
             dead_letters: held.dead_letters.values().cloned().collect(),
             runs: held.runs.clone(),
         }
@@ -194,28 +272,104 @@ fn rfc3339(doing: &str, at: OffsetDateTime) -> Result<String, StateError> {
 
 #[async_trait]
 impl SyncStateStore for MemoryStateStore {
-    async fn delivered_fingerprints(
+    async fn claim(
         &self,
         customer_ids: &[String],
-    ) -> Result<HashMap<String, Fingerprint>, StateError> {
-        self.check("reading delivered fingerprints")?;
-        let held = self.held();
-        Ok(customer_ids
-            .iter()
-            .filter_map(|id| held.delivered.get(id).map(|f| (id.clone(), *f)))
-            .collect())
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Claimed, StateError> {
+        self.wait_to_write().await;
+        self.write("claiming customers", |held| {
+            let now = Instant::now();
+            let mut claimed = Claimed::default();
+            for id in customer_ids {
+                let free = held
+                    .claims
+                    .get(id)
+                    .is_none_or(|(by, until)| by == holder || *until <= now);
+                if !free {
+                    claimed.busy.push(id.clone());
+                    continue;
+                }
+                held.claims
+                    .insert(id.clone(), (holder.to_owned(), now + ttl));
+                if let Some(row) = held.delivered.get(id) {
+                    claimed.delivered.insert(
+                        id.clone(),
+                        DeliveredRecord {
+                            version: row.version,
+                            fingerprint: row.fingerprint,
+                        },
+                    );
+                }
+            }
+            Ok(claimed)
+        })
     }
 
-    async fn record_delivered<'a>(&self, delivered: &[Delivered<'a>]) -> Result<(), StateError> {
+    async fn settle<'a>(&self, settlement: Settlement<'a>) -> Result<(), StateError> {
         self.wait_to_write().await;
         self.write("recording deliveries", |held| {
-            for d in delivered {
-                held.delivered
-                    .insert(d.customer_id.to_owned(), d.fingerprint);
-                held.remove_dead_letter(d.customer_id);
+            for d in settlement.delivered {
+                held.record(DeliveredRow {
+                    customer_id: d.customer_id.to_owned(),
+                    version: d.version,
+                    fingerprint: d.fingerprint,
+                    user_id: d.user_id.to_owned(),
+                });
+            }
+            for letter in settlement.dead_letters {
+                held.add_dead_letter(letter);
+            }
+            for id in settlement.release {
+                if held
+                    .claims
+                    .get(id)
+                    .is_some_and(|(by, _)| by == settlement.holder)
+                {
+                    held.claims.remove(id);
+                }
             }
             Ok(())
         })
+    }
+
+    async fn delivered(
+        &self,
+        customer_ids: &[String],
+    ) -> Result<HashMap<String, DeliveredRecord>, StateError> {
+        self.check("reading deliveries")?;
+        let held = self.held();
+        Ok(customer_ids
+            .iter()
+            .filter_map(|id| {
+                held.delivered.get(id).map(|row| {
+                    (
+                        id.clone(),
+                        DeliveredRecord {
+                            version: row.version,
+                            fingerprint: row.fingerprint,
+                        },
+                    )
+                })
+            })
+            .collect())
+    }
+
+    async fn deliveries_after(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<DeliveredRow>, StateError> {
+        self.check("listing deliveries")?;
+        let held = self.held();
+        let from = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        Ok(held
+            .delivered
+            .range((from, std::ops::Bound::Unbounded))
+            .take(limit)
+            .map(|(_, row)| row.clone())
+            .collect())
     }
 
     async fn high_water_mark(&self) -> Result<Option<OffsetDateTime>, StateError> {
@@ -231,25 +385,24 @@ impl SyncStateStore for MemoryStateStore {
         })
     }
 
+    async fn rules_fingerprint(&self) -> Result<Option<String>, StateError> {
+        self.check("reading the rules fingerprint")?;
+        Ok(self.held().rules_fingerprint.clone())
+    }
+
+    async fn set_rules_fingerprint(&self, fingerprint: String) -> Result<(), StateError> {
+        self.wait_to_write().await;
+        self.write("recording the rules fingerprint", |held| {
+            held.rules_fingerprint = Some(fingerprint);
+            Ok(())
+        })
+    }
+
     async fn add_dead_letters(&self, letters: &[DeadLetter]) -> Result<(), StateError> {
         self.wait_to_write().await;
         self.write("adding dead letters", |held| {
             for letter in letters {
-                let attempts = match held.dead_letter_seq.get(&letter.customer_id) {
-                    Some(seq) => held.dead_letters[seq].attempts.saturating_add(1),
-                    None => letter.attempts.max(1),
-                };
-                held.remove_dead_letter(&letter.customer_id);
-                held.next_seq += 1;
-                let seq = held.next_seq;
-                held.dead_letter_seq.insert(letter.customer_id.clone(), seq);
-                held.dead_letters.insert(
-                    seq,
-                    DeadLetter {
-                        attempts,
-                        ..letter.clone()
-                    },
-                );
+                held.add_dead_letter(letter);
             }
             Ok(())
         })
@@ -271,24 +424,56 @@ impl SyncStateStore for MemoryStateStore {
         })
     }
 
-    async fn start_run(&self, kind: &str, started_at: OffsetDateTime) -> Result<i64, StateError> {
+    async fn begin_run(&self, start: RunStart) -> Result<RunLease, StateError> {
         let doing = "starting a run";
-        let started_at = rfc3339(doing, started_at)?;
+        let started_at = rfc3339(doing, start.started_at)?;
         self.wait_to_write().await;
-        self.write(doing, |held| {
-            let id = i64::try_from(held.runs.len() + 1)
-                .map_err(|_| StateError::Storage(format!("{doing}: too many runs")))?;
-            held.runs.push(RunRecord {
-                id,
-                kind: kind.to_owned(),
-                started_at,
-                finished_at: None,
-                status: RunStatus::Running,
-                counts: RunCounts::default(),
-                error: None,
+        if self
+            .leased
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            let held = self.held();
+            let running = held
+                .runs
+                .iter()
+                .rev()
+                .find(|run| run.status == RunStatus::Running);
+            return Err(StateError::AnotherRun {
+                id: running.map_or(0, |run| run.id),
+                started_at: running.map_or_else(String::new, |run| run.started_at.clone()),
+                holder: running
+                    .and_then(|run| run.holder.clone())
+                    .unwrap_or_default(),
             });
-            Ok(id)
-        })
+        }
+        let lease = LeaseFlag(Arc::clone(&self.leased));
+        let id = self.write(doing, |held| {
+            let now = rfc3339(doing, OffsetDateTime::now_utc())?;
+            for run in held
+                .runs
+                .iter_mut()
+                .filter(|run| run.status == RunStatus::Running)
+            {
+                run.status = RunStatus::Abandoned;
+                run.finished_at = Some(now.clone());
+            }
+            held.push_run(
+                doing,
+                RunRecord {
+                    id: 0,
+                    kind: start.kind,
+                    source: start.source,
+                    holder: Some(start.holder),
+                    started_at,
+                    finished_at: None,
+                    status: RunStatus::Running,
+                    counts: RunCounts::default(),
+                    error: None,
+                },
+            )
+        })?;
+        Ok(RunLease::new(id, lease))
     }
 
     async fn finish_run(
@@ -320,5 +505,27 @@ impl SyncStateStore for MemoryStateStore {
     async fn runs(&self, limit: usize) -> Result<Vec<RunRecord>, StateError> {
         self.check("listing runs")?;
         Ok(self.held().runs.iter().rev().take(limit).cloned().collect())
+    }
+
+    async fn import_runs(&self, runs: &[RunRecord]) -> Result<(), StateError> {
+        let doing = "importing runs";
+        self.wait_to_write().await;
+        self.write(doing, |held| {
+            let mut oldest_first: Vec<&RunRecord> = runs.iter().collect();
+            oldest_first.sort_by_key(|run| run.id);
+            for run in oldest_first {
+                held.push_run(doing, run.clone())?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The lease of a run on a [`MemoryStateStore`]: released when dropped.
+struct LeaseFlag(Arc<AtomicBool>);
+
+impl Drop for LeaseFlag {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 }

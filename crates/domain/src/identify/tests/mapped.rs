@@ -288,7 +288,7 @@ fn consent_counts_in_the_fingerprint_and_is_read_back_from_a_dead_letter() {
     assert_eq!(parsed(&yes)["traits"], parsed(&no)["traits"]);
     assert_ne!(yes.fingerprint(), no.fingerprint());
     assert_ne!(yes.message_id(), no.message_id());
-    let replayed = Identify::from_json("c1", yes.json().to_owned()).unwrap();
+    let replayed = Identify::from_json("c1", 1, yes.json().to_owned()).unwrap();
     assert_eq!(replayed, yes);
 }
 
@@ -711,7 +711,7 @@ fn check_mapped(
     }
 
     prop_assert_eq!(&rules.identify(customer), &outcome, "not deterministic");
-    let replayed = Identify::from_json(&customer.id, message.json().to_owned());
+    let replayed = Identify::from_json(&customer.id, customer.version, message.json().to_owned());
     prop_assert_eq!(replayed.as_ref(), Ok(message), "dead-letter replay differs");
     Ok(())
 }
