@@ -154,8 +154,8 @@ pub struct SeenRequest {
     pub body: Bytes,
     /// The body's size on the wire (compressed, if it was).
     pub wire_len: usize,
-    /// The status answered; `None` when the connection was reset instead (or,
-    /// inside a script, not yet decided).
+    /// The status answered; `None` while the answer is being decided or
+    /// delayed, and for good when the connection was reset instead.
     pub status: Option<u16>,
 }
 
@@ -246,6 +246,7 @@ impl FakeSegmentBuilder {
             script: Mutex::new(self.script),
             request_number: AtomicU64::new(0),
             bad_auth: AtomicU64::new(0),
+            wire_bytes: AtomicU64::new(0),
             messages,
             requests,
             log: Mutex::new(Log::default()),
@@ -278,6 +279,7 @@ struct Shared {
     script: Mutex<Option<Arc<Script>>>,
     request_number: AtomicU64,
     bad_auth: AtomicU64,
+    wire_bytes: AtomicU64,
     /// Identify calls acknowledged.
     messages: watch::Sender<u64>,
     /// Requests received, whatever their answer.
@@ -341,13 +343,18 @@ impl FakeSegment {
         *self.shared.requests.borrow()
     }
 
+    /// The bytes of every batch body received, as sent (compressed, if it was).
+    pub fn bytes_received(&self) -> u64 {
+        self.shared.wire_bytes.load(Ordering::SeqCst)
+    }
+
     /// How many requests carried another write key (answered 401).
     pub fn bad_auth(&self) -> u64 {
         self.shared.bad_auth.load(Ordering::SeqCst)
     }
 
-    /// Every request received, in order of arrival at the answer, with the
-    /// status it got ([`Recording::Messages`] only).
+    /// Every request received, in order of arrival, with the status it got
+    /// ([`Recording::Messages`] only).
     pub fn received(&self) -> Vec<SeenRequest> {
         lock(&self.shared.log).requests.clone()
     }
@@ -430,6 +437,8 @@ impl Shared {
             return text(401, "bad auth").into();
         }
         let wire_len = request.body.len();
+        self.wire_bytes
+            .fetch_add(wire_len as u64, Ordering::Relaxed);
         let gzip = request
             .header("content-encoding")
             .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
@@ -445,13 +454,20 @@ impl Shared {
         } else {
             request.body
         };
-        let mut seen = SeenRequest {
+        let seen = SeenRequest {
             number,
             headers: request.headers,
             body: Bytes::from(body),
             wire_len,
             status: None,
         };
+        // Logged on arrival, so the log is in arrival order and shows a request
+        // whose answer is still delayed.
+        let entry = (self.recording == Recording::Messages).then(|| {
+            let mut log = lock(&self.log);
+            log.requests.push(seen.clone());
+            log.requests.len() - 1
+        });
 
         let script = lock(&self.script).clone();
         let reply = match script {
@@ -477,7 +493,9 @@ impl Shared {
                 } else {
                     status
                 };
-                seen.status = Some(status);
+                if let Some(entry) = entry {
+                    lock(&self.log).requests[entry].status = Some(status);
+                }
                 let mut response = Response::json(
                     status,
                     body.unwrap_or_else(|| r#"{"success":true}"#.to_owned()),
@@ -488,9 +506,6 @@ impl Shared {
                 Answer::Respond(response)
             }
         };
-        if self.recording == Recording::Messages {
-            lock(&self.log).requests.push(seen);
-        }
         answer
     }
 
@@ -598,6 +613,7 @@ mod tests {
         // The second body was sent compressed but not labelled: it is not text.
         assert_eq!(segment.message_count(), 3);
         assert!(segment.messages().is_empty() && segment.received().is_empty());
+        assert!(segment.bytes_received() > batch(&["a", "b", "c"]).len() as u64);
     }
 
     #[tokio::test]
