@@ -155,7 +155,8 @@ pub struct SeenRequest {
     /// The body's size on the wire (compressed, if it was).
     pub wire_len: usize,
     /// The status answered; `None` while the answer is being decided or
-    /// delayed, and for good when the connection was reset instead.
+    /// delayed, and for good when the connection was reset instead or the
+    /// client went away first (its batch is then not acknowledged).
     pub status: Option<u16>,
 }
 
@@ -718,6 +719,36 @@ mod tests {
         segment
             .wait_for_messages(2, Duration::from_millis(50))
             .await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_client_went_away_is_not_acknowledged() {
+        use tokio::io::AsyncWriteExt as _;
+        let segment = FakeSegment::start(SegmentMode::Slow(Duration::from_millis(100))).await;
+        let body = batch(&["gone"]);
+        let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{WRITE_KEY}:"));
+        let mut stream = tokio::net::TcpStream::connect(segment.addr())
+            .await
+            .unwrap();
+        let head = format!(
+            "POST /v1/batch HTTP/1.1\r\nhost: x\r\nauthorization: Basic {credentials}\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(body.as_bytes()).await.unwrap();
+        segment.wait_for_requests(1, Duration::from_secs(5)).await;
+        drop(stream);
+
+        // Sent after the first arrived, with the same delay: answered after the
+        // first would have been.
+        assert_eq!(
+            post(&segment, WRITE_KEY, batch(&["stays"])).await.status(),
+            200
+        );
+        assert_eq!(segment.message_count(), 1);
+        assert_eq!(segment.messages()[0]["userId"], "stays");
+        let statuses: Vec<Option<u16>> = segment.received().iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [None, Some(200)]);
     }
 
     #[tokio::test]

@@ -4,7 +4,8 @@
 //! reset a connection in the middle of a request (no framework lets a handler do
 //! that), and the testkit stays a light dependency of every crate's tests. It
 //! speaks just what the adapters' clients send: keep-alive connections, bodies by
-//! `Content-Length` or chunked, answers with a `Content-Length`.
+//! `Content-Length` or chunked, answers with a `Content-Length`. Like hyper, it
+//! drops a request's handler when the client goes away before the answer.
 
 use std::future::Future;
 use std::io;
@@ -143,7 +144,13 @@ async fn connection<H: Handler>(stream: TcpStream, handler: Arc<H>) {
         let close = request
             .header("connection")
             .is_some_and(|value| value.eq_ignore_ascii_case("close"));
-        match Arc::clone(&handler).handle(request).await {
+        // A client that goes away stops its request's handler, as hyper does: a
+        // fake must not acknowledge (and record) what nobody was waiting for.
+        let answer = tokio::select! {
+            answer = Arc::clone(&handler).handle(request) => answer,
+            () = peer_gone(&mut reader) => return,
+        };
+        match answer {
             Answer::Reset => {
                 let _ = reader.get_ref().set_zero_linger();
                 return;
@@ -155,6 +162,15 @@ async fn connection<H: Handler>(stream: TcpStream, handler: Arc<H>) {
                 }
             }
         }
+    }
+}
+
+/// Resolves when the client closes or resets the connection; never, if it
+/// sends more (a pipelined request, which waits in the buffer for its turn).
+async fn peer_gone(reader: &mut BufReader<TcpStream>) {
+    match reader.fill_buf().await {
+        Ok([]) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
     }
 }
 
