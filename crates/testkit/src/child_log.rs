@@ -12,6 +12,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use crate::lock;
+
 /// The message `serve` logs once it listens.
 pub const LISTENING: &str = "webhook listening";
 
@@ -60,9 +62,7 @@ impl ChildLog {
                         }
                     }
                 }
-                let mut kept = kept
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut kept = lock(&kept);
                 if kept.len() == KEPT_LINES {
                     kept.remove(0);
                 }
@@ -105,10 +105,7 @@ impl ChildLog {
 
     /// The last lines read so far, joined.
     pub fn last_lines(&self) -> String {
-        self.last_lines
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .join("\n")
+        lock(&self.last_lines).join("\n")
     }
 }
 

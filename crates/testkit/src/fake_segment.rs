@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::io::Read as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -23,7 +23,8 @@ use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::http::{self, Answer, Handler, Request, Response, Server};
+use crate::http::{self, Answer, Handler, Request, Response, Running};
+use crate::lock;
 
 /// The write key the fake accepts.
 pub const WRITE_KEY: &str = "test-write-key";
@@ -252,14 +253,9 @@ impl FakeSegmentBuilder {
             requests,
             log: Mutex::new(Log::default()),
         });
-        let server = Server::start(Arc::clone(&shared))
-            .await
-            .expect("the fake Segment binds a local port");
         FakeSegment {
-            url: format!("http://{}", server.addr()),
-            addr: server.addr(),
+            running: Running::start(Arc::clone(&shared), "Segment").await,
             shared,
-            _server: Arc::new(server),
         }
     }
 }
@@ -267,10 +263,8 @@ impl FakeSegmentBuilder {
 /// A running fake Segment; clones share it, and it stops when the last is dropped.
 #[derive(Clone)]
 pub struct FakeSegment {
-    url: String,
-    addr: SocketAddr,
+    running: Running,
     shared: Arc<Shared>,
-    _server: Arc<Server>,
 }
 
 struct Shared {
@@ -316,12 +310,12 @@ impl FakeSegment {
 
     /// The base URL to configure as the Segment endpoint (`http://127.0.0.1:<port>`).
     pub fn url(&self) -> &str {
-        &self.url
+        self.running.url()
     }
 
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.running.addr()
     }
 
     /// Changes how the next requests are answered (a script, if any, still decides).
@@ -412,12 +406,6 @@ async fn wait_for(counter: &watch::Sender<u64>, count: u64, timeout: Duration, w
             *counter.borrow()
         );
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Handler for Shared {
@@ -563,19 +551,31 @@ mod tests {
         encoder.finish().unwrap()
     }
 
+    /// POSTs `body` to `path` with the write key `key`, labelled gzip or not.
+    async fn send(
+        segment: &FakeSegment,
+        path: &str,
+        key: &str,
+        gzipped: bool,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Result<reqwest::Response> {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}{path}", segment.url()))
+            .basic_auth(key, Some(""))
+            .header("content-type", "application/json");
+        if gzipped {
+            request = request.header("content-encoding", "gzip");
+        }
+        request.body(body).send().await
+    }
+
+    /// A plain batch to `/v1/batch`, which must get an answer.
     async fn post(
         segment: &FakeSegment,
         key: &str,
         body: impl Into<reqwest::Body>,
     ) -> reqwest::Response {
-        reqwest::Client::new()
-            .post(format!("{}/v1/batch", segment.url()))
-            .basic_auth(key, Some(""))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap()
+        send(segment, "/v1/batch", key, false, body).await.unwrap()
     }
 
     #[tokio::test]
@@ -584,14 +584,15 @@ mod tests {
         let plain = post(&segment, WRITE_KEY, batch(&["a", "b"])).await;
         assert_eq!(plain.status(), 200);
         assert_eq!(plain.text().await.unwrap(), r#"{"success":true}"#);
-        let zipped = reqwest::Client::new()
-            .post(format!("{}/v1/batch", segment.url()))
-            .basic_auth(WRITE_KEY, Some(""))
-            .header("content-encoding", "gzip")
-            .body(gzip(&batch(&["a", "c"])))
-            .send()
-            .await
-            .unwrap();
+        let zipped = send(
+            &segment,
+            "/v1/batch",
+            WRITE_KEY,
+            true,
+            gzip(&batch(&["a", "c"])),
+        )
+        .await
+        .unwrap();
         assert_eq!(zipped.status(), 200);
 
         assert_eq!(segment.message_count(), 4);
@@ -624,11 +625,7 @@ mod tests {
             post(&segment, "other-key", batch(&["a"])).await.status(),
             401
         );
-        let elsewhere = reqwest::Client::new()
-            .post(format!("{}/batch", segment.url()))
-            .basic_auth(WRITE_KEY, Some(""))
-            .body(batch(&["a"]))
-            .send()
+        let elsewhere = send(&segment, "/batch", WRITE_KEY, false, batch(&["a"]))
             .await
             .unwrap();
         assert_eq!(elsewhere.status(), 404);
@@ -645,12 +642,7 @@ mod tests {
         assert_eq!(refused.status(), 401);
         assert_eq!(refused.text().await.unwrap(), "Invalid write key");
         segment.set_mode(SegmentMode::Reset);
-        let reset = reqwest::Client::new()
-            .post(format!("{}/v1/batch", segment.url()))
-            .basic_auth(WRITE_KEY, Some(""))
-            .body(batch(&["a"]))
-            .send()
-            .await;
+        let reset = send(&segment, "/v1/batch", WRITE_KEY, false, batch(&["a"])).await;
         assert!(reset.is_err(), "{reset:?}");
         segment.set_mode(SegmentMode::Slow(Duration::from_millis(50)));
         let started = std::time::Instant::now();
@@ -697,13 +689,7 @@ mod tests {
         assert_eq!(limited.status(), 429);
         assert_eq!(limited.headers()["retry-after"], "7");
         assert_eq!(limited.text().await.unwrap(), "later");
-        let client = reqwest::Client::new();
-        let reset = client
-            .post(format!("{}/v1/batch", segment.url()))
-            .basic_auth(WRITE_KEY, Some(""))
-            .body(batch(&["a"]))
-            .send()
-            .await;
+        let reset = send(&segment, "/v1/batch", WRITE_KEY, false, batch(&["a"])).await;
         assert!(reset.is_err());
         assert_eq!(post(&segment, WRITE_KEY, batch(&["a"])).await.status(), 200);
         assert_eq!(segment.deliveries_by_message_id()["m-a-0"], 1);

@@ -125,6 +125,40 @@ impl Server {
     }
 }
 
+/// A started server and the base URL that reaches it; clones share the server,
+/// which stops accepting when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub(crate) struct Running {
+    url: String,
+    server: Arc<Server>,
+}
+
+impl Running {
+    /// Starts `handler` on 127.0.0.1 port 0.
+    ///
+    /// # Panics
+    /// When no local port can be bound; `what` names the fake in the message.
+    pub(crate) async fn start<H: Handler>(handler: Arc<H>, what: &str) -> Self {
+        let server = Server::start(handler)
+            .await
+            .unwrap_or_else(|e| panic!("the fake {what} cannot bind a local port: {e}"));
+        Self {
+            url: format!("http://{}", server.addr()),
+            server: Arc::new(server),
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The address it listens on.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.accept.abort();
@@ -289,23 +323,13 @@ fn encode(response: &Response, close: bool) -> Vec<u8> {
     bytes
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        413 => "Payload Too Large",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Status",
+/// The reason phrase of the domain's status line (`503 Service Unavailable`),
+/// or a neutral one for a status it does not name.
+fn reason(status: u16) -> String {
+    let line = segment_sync_domain::delivery::status_line(status);
+    match line.split_once(' ') {
+        Some((code, reason)) if code == status.to_string() => reason.to_owned(),
+        _ => "Unnamed".to_owned(),
     }
 }
 

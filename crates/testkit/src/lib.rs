@@ -14,3 +14,13 @@ pub mod fake_commercetools;
 pub mod fake_segment;
 pub mod generate;
 mod http;
+
+use std::sync::{Mutex, MutexGuard};
+
+/// Locks a fake's state. A test that panicked while holding the lock must not
+/// hide its own failure behind a poisoned mutex in the next assertion.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,10 +1,8 @@
 //! `HttpCustomerSource` against local commercetools stand-ins on port 0: the
-//! testkit's fake API for walks, scopes, retries and lookups by id, and wiremock
-//! where a test pins down exact matchers (which token a request carries, what
-//! the token endpoint refuses with).
+//! testkit's fake API for walks, tokens, scopes, retries and lookups by id, and
+//! wiremock where a test pins down what the token endpoint refuses with.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -18,8 +16,8 @@ use segment_sync_testkit::fake_commercetools::{
 };
 use serde_json::json;
 use time::macros::datetime;
-use wiremock::matchers::{header, method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 /// Retries that take milliseconds, and a `Retry-After` cap that a test can
 /// tell apart from the backoff.
@@ -260,37 +258,39 @@ async fn a_malformed_customer_costs_only_itself_and_the_walk_goes_on() {
     assert_eq!(malformed, [Some("cust-00000100x".to_owned())]);
 }
 
-/// A token answer from wiremock with `token` and the view scope.
-fn token_body(token: &str) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(json!({
-        "access_token": token,
-        "token_type": "Bearer",
-        "expires_in": 172_800,
-        "scope": format!("view_customers:{PROJECT}")
-    }))
+#[tokio::test]
+async fn an_invalid_token_is_replaced_once_and_the_request_repeated() {
+    let (api, source) = fake_with(2).await;
+    api.fail_next([Failure::invalid_token()]);
+
+    let seen = walk_all(&source, CustomerQuery::All).await.unwrap();
+    assert_eq!(seen, numbered_ids(2));
+
+    assert_eq!(api.requests_of(RequestKind::Token).len(), 2);
+    let queries = api.customer_queries();
+    let pages: Vec<(Option<&str>, Option<u16>)> = queries
+        .iter()
+        .map(|r| (r.header("authorization"), r.status))
+        .collect();
+    assert_eq!(
+        pages,
+        [
+            (Some("Bearer fake-token-1"), Some(401)),
+            (Some("Bearer fake-token-2"), Some(200))
+        ]
+    );
 }
 
-fn invalid_token() -> ResponseTemplate {
-    ResponseTemplate::new(401).set_body_json(json!({
-        "statusCode": 401,
-        "message": "invalid_token",
-        "errors": [{"code": "invalid_token", "message": "invalid_token"}],
-        "error": "invalid_token"
-    }))
-}
+#[tokio::test]
+async fn a_401_that_survives_a_new_token_rejects_the_credentials() {
+    let (api, source) = fake_with(2).await;
+    api.fail_when(|_| Some(Failure::invalid_token()));
 
-/// Answers with `tok-1`, then `tok-2`, …
-struct CountingTokens(AtomicUsize);
-
-impl Respond for CountingTokens {
-    fn respond(&self, _: &Request) -> ResponseTemplate {
-        let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
-        token_body(&format!("tok-{n}"))
-    }
-}
-
-fn customers_path() -> String {
-    format!("/{PROJECT}/customers")
+    let error = walk_all(&source, CustomerQuery::All).await.unwrap_err();
+    assert_eq!(error, SourceError::CredentialsRejected);
+    assert!(error.is_fatal());
+    assert_eq!(api.requests_of(RequestKind::Token).len(), 2);
+    assert_eq!(api.customer_queries().len(), 2);
 }
 
 fn requests_to(requests: &[Request], request_path: &str) -> usize {
@@ -298,60 +298,6 @@ fn requests_to(requests: &[Request], request_path: &str) -> usize {
         .iter()
         .filter(|r| r.url.path() == request_path)
         .count()
-}
-
-#[tokio::test]
-async fn an_invalid_token_is_replaced_once_and_the_request_repeated() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/oauth/token"))
-        .respond_with(CountingTokens(AtomicUsize::new(0)))
-        .expect(2)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(customers_path()))
-        .and(header("authorization", "Bearer tok-1"))
-        .respond_with(invalid_token())
-        .mount(&server)
-        .await;
-    let page = json!({"limit": 500, "offset": 0, "count": 2,
-                      "results": [customer_json("a", 1, None), customer_json("b", 1, None)]});
-    Mock::given(method("GET"))
-        .and(path(customers_path()))
-        .and(header("authorization", "Bearer tok-2"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page))
-        .expect(1)
-        .mount(&server)
-        .await;
-
-    let seen = walk_all(&source(config(&server.uri())), CustomerQuery::All)
-        .await
-        .unwrap();
-    assert_eq!(seen, ["a", "b"]);
-}
-
-#[tokio::test]
-async fn a_401_that_survives_a_new_token_rejects_the_credentials() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/oauth/token"))
-        .respond_with(CountingTokens(AtomicUsize::new(0)))
-        .expect(2)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(customers_path()))
-        .respond_with(invalid_token())
-        .expect(2)
-        .mount(&server)
-        .await;
-
-    let error = walk_all(&source(config(&server.uri())), CustomerQuery::All)
-        .await
-        .unwrap_err();
-    assert_eq!(error, SourceError::CredentialsRejected);
-    assert!(error.is_fatal());
 }
 
 #[tokio::test]
@@ -374,7 +320,7 @@ async fn a_token_endpoint_refusal_rejects_the_credentials_without_retrying() {
         assert_eq!(error, SourceError::CredentialsRejected, "status {status}");
         let requests = server.received_requests().await.unwrap_or_default();
         assert_eq!(
-            requests_to(&requests, &format!("{}/c1", customers_path())),
+            requests_to(&requests, &format!("/{PROJECT}/customers/c1")),
             0
         );
     }

@@ -21,7 +21,7 @@ pub mod predicate;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -30,7 +30,8 @@ use tokio::sync::watch;
 
 use self::population::{PageQuery, Population};
 use self::predicate::Predicate;
-use crate::http::{self, Answer, Handler, Request, Response, Server};
+use crate::http::{self, Answer, Handler, Request, Response, Running};
+use crate::lock;
 
 /// The project key of a fake unless its builder names another.
 pub const PROJECT: &str = "test-shop";
@@ -83,6 +84,18 @@ impl Failure {
             retry_after: Some(seconds),
             ..Self::status(429)
         }
+    }
+
+    /// 401 `invalid_token`, as commercetools answers a token that expired or
+    /// was revoked: a client should fetch a new token once and try again.
+    pub fn invalid_token() -> Self {
+        let body = json!({
+            "statusCode": 401,
+            "message": "invalid_token",
+            "errors": [{"code": "invalid_token", "message": "invalid_token"}],
+            "error": "invalid_token"
+        });
+        Self::status(401).body(body.to_string())
     }
 
     /// The same failure with this body.
@@ -219,14 +232,9 @@ impl FakeCommercetoolsBuilder {
             max_in_flight: AtomicUsize::new(0),
             queries,
         });
-        let server = Server::start(Arc::clone(&shared))
-            .await
-            .expect("the fake commercetools binds a local port");
         FakeCommercetools {
-            url: format!("http://{}", server.addr()),
-            addr: server.addr(),
+            running: Running::start(Arc::clone(&shared), "commercetools").await,
             shared,
-            _server: Arc::new(server),
         }
     }
 }
@@ -235,10 +243,8 @@ impl FakeCommercetoolsBuilder {
 /// dropped. Its URL serves as both the auth URL and the API URL.
 #[derive(Clone)]
 pub struct FakeCommercetools {
-    url: String,
-    addr: SocketAddr,
+    running: Running,
     shared: Arc<Shared>,
-    _server: Arc<Server>,
 }
 
 struct Shared {
@@ -280,12 +286,12 @@ impl FakeCommercetools {
 
     /// The base URL, for both `CTP_AUTH_URL` and `CTP_API_URL`.
     pub fn url(&self) -> &str {
-        &self.url
+        self.running.url()
     }
 
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.running.addr()
     }
 
     /// Its project key.
@@ -426,12 +432,6 @@ impl FakeCommercetools {
     pub fn remove(&self, id: &str) -> bool {
         self.shared.population.remove(id)
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// commercetools' error body: `statusCode`, `message` and one error with a code.
@@ -599,16 +599,7 @@ impl Shared {
         arrived: Instant,
     ) -> Response {
         if !self.authorized(request) {
-            return Response::json(
-                401,
-                json!({
-                    "statusCode": 401,
-                    "message": "invalid_token",
-                    "errors": [{"code": "invalid_token", "message": "invalid_token"}],
-                    "error": "invalid_token"
-                })
-                .to_string(),
-            );
+            return Failure::invalid_token().response();
         }
         let scripted = lock(&self.failures).pop_front();
         let failure = scripted.or_else(|| {

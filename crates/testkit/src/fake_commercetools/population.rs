@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use super::predicate::Predicate;
 use crate::customers::timestamp_now;
 use crate::generate;
+use crate::lock;
 
 /// Where the customers come from.
 pub(super) enum Population {
@@ -208,12 +209,6 @@ impl Population {
             None => false,
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn find(entries: &[Entry], id: &str) -> Option<usize> {

@@ -23,13 +23,18 @@ async fn token_answer(api: &FakeCommercetools, id: &str, secret: &str) -> reqwes
         .unwrap()
 }
 
+/// A token for the fake's own client, as JSON.
+async fn token(api: &FakeCommercetools) -> Value {
+    token_answer(api, CLIENT_ID, CLIENT_SECRET)
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
 impl Client {
     async fn new(api: &FakeCommercetools) -> Self {
-        let token: Value = token_answer(api, CLIENT_ID, CLIENT_SECRET)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let token = token(api).await;
         Self {
             http: reqwest::Client::new(),
             base: format!("{}/{}", api.url(), api.project()),
@@ -37,15 +42,20 @@ impl Client {
         }
     }
 
-    async fn get(&self, path: &str, query: &[(&str, &str)]) -> (u16, Value) {
-        let answer = self
-            .http
-            .get(format!("{}{path}", self.base))
+    /// `GET {url}` with the token, as answered.
+    async fn send(&self, url: String, query: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .get(url)
             .bearer_auth(&self.token)
             .query(query)
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// `GET {project}{path}`: the status and the JSON body.
+    async fn get(&self, path: &str, query: &[(&str, &str)]) -> (u16, Value) {
+        let answer = self.send(format!("{}{path}", self.base), query).await;
         (answer.status().as_u16(), answer.json().await.unwrap())
     }
 
@@ -76,11 +86,7 @@ impl Client {
 #[tokio::test]
 async fn tokens_carry_the_view_customers_scope_for_the_right_client_only() {
     let api = FakeCommercetools::start(vec![]).await;
-    let token: Value = token_answer(&api, CLIENT_ID, CLIENT_SECRET)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let token = token(&api).await;
     assert_eq!(token["token_type"], "Bearer");
     assert_eq!(token["scope"], format!("view_customers:{PROJECT}"));
 
@@ -108,11 +114,7 @@ async fn tokens_carry_the_view_customers_scope_for_the_right_client_only() {
 async fn a_missing_scope_gives_another_scope_and_403_on_customers() {
     let api = FakeCommercetools::start(numbered_jsons(2)).await;
     api.set_mode(AuthMode::MissingScope);
-    let token: Value = token_answer(&api, CLIENT_ID, CLIENT_SECRET)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let token = token(&api).await;
     assert_eq!(token["scope"], format!("view_orders:{PROJECT}"));
     let client = Client::new(&api).await;
     let (status, body) = client.get("/customers", &[]).await;
@@ -300,13 +302,7 @@ async fn scripted_failures_come_first_then_rules_then_pages() {
     let api = FakeCommercetools::start(numbered_jsons(3)).await;
     let client = Client::new(&api).await;
     api.fail_next([Failure::too_many_requests(2), Failure::status(503)]);
-    let answer = client
-        .http
-        .get(format!("{}/customers", client.base))
-        .bearer_auth(&client.token)
-        .send()
-        .await
-        .unwrap();
+    let answer = client.send(format!("{}/customers", client.base), &[]).await;
     assert_eq!(answer.status(), 429);
     assert_eq!(answer.headers()["retry-after"], "2");
     assert_eq!(client.get("/customers", &[]).await.0, 503);
@@ -318,31 +314,16 @@ async fn scripted_failures_come_first_then_rules_then_pages() {
             .is_some_and(|w| w.contains(r#"id >= "8""#))
             .then(|| Failure::status(502).body("bad gateway"))
     });
-    assert_eq!(
-        client
-            .get("/customers", &[("where", r#"id < "8""#)])
-            .await
-            .0,
-        200
-    );
+    let low = [("where", r#"id < "8""#)];
+    let high = [("where", r#"id >= "8""#)];
+    assert_eq!(client.get("/customers", &low).await.0, 200);
     let failing = client
-        .http
-        .get(format!("{}/customers", client.base))
-        .bearer_auth(&client.token)
-        .query(&[("where", r#"id >= "8""#)])
-        .send()
-        .await
-        .unwrap();
+        .send(format!("{}/customers", client.base), &high)
+        .await;
     assert_eq!(failing.status(), 502);
     assert_eq!(failing.text().await.unwrap(), "bad gateway");
     api.stop_failing();
-    assert_eq!(
-        client
-            .get("/customers", &[("where", r#"id >= "8""#)])
-            .await
-            .0,
-        200
-    );
+    assert_eq!(client.get("/customers", &high).await.0, 200);
 
     let statuses: Vec<Option<u16>> = api.customer_queries().iter().map(|q| q.status).collect();
     assert_eq!(
@@ -363,12 +344,8 @@ async fn anything_else_is_404() {
     let api = FakeCommercetools::start(vec![]).await;
     let client = Client::new(&api).await;
     let answer = client
-        .http
-        .get(format!("{}/other-project/customers", api.url()))
-        .bearer_auth(&client.token)
-        .send()
-        .await
-        .unwrap();
+        .send(format!("{}/other-project/customers", api.url()), &[])
+        .await;
     assert_eq!(answer.status(), 404);
     assert_eq!(api.requests_of(RequestKind::Other).len(), 1);
 }
