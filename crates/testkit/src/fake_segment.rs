@@ -348,8 +348,8 @@ impl FakeSegment {
         self.shared.bad_auth.load(Ordering::SeqCst)
     }
 
-    /// Every request received, in order of arrival, with the status it got
-    /// ([`Recording::Messages`] only).
+    /// Every batch request with the right write key, in order of arrival, with
+    /// the status it got ([`Recording::Messages`] only).
     pub fn received(&self) -> Vec<SeenRequest> {
         lock(&self.shared.log).requests.clone()
     }
@@ -417,12 +417,14 @@ impl Handler for Shared {
 impl Shared {
     async fn answer(&self, request: Request) -> Answer {
         let number = self.request_number.fetch_add(1, Ordering::SeqCst) + 1;
-        self.requests.send_modify(|n| *n += 1);
+        let counted = || self.requests.send_modify(|n| *n += 1);
         if request.method != "POST" || request.path != "/v1/batch" {
+            counted();
             return text(404, "not found").into();
         }
         if request.header("authorization") != Some(self.expected_authorization.as_str()) {
             self.bad_auth.fetch_add(1, Ordering::SeqCst);
+            counted();
             return text(401, "bad auth").into();
         }
         let wire_len = request.body.len();
@@ -437,6 +439,7 @@ impl Shared {
                 .read_to_end(&mut plain)
                 .is_err()
             {
+                counted();
                 return text(400, "bad gzip").into();
             }
             plain
@@ -457,6 +460,8 @@ impl Shared {
             log.requests.push(seen.clone());
             log.requests.len() - 1
         });
+        // Counted once logged: whoever waited for the count finds it in the log.
+        counted();
 
         let script = lock(&self.script).clone();
         let reply = match script {

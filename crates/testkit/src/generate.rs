@@ -208,7 +208,8 @@ const EPOCH_2019: u64 = 1_546_300_800;
 const FIVE_YEARS: u64 = 5 * 365 * 86_400;
 
 /// The id of customer `index` (below 2³²): a UUIDv4 whose first group is
-/// [`scramble`]d from the index, so ids spread over the whole hex space.
+/// scrambled from the index by a keyed bijection, so ids spread over the whole
+/// hex space.
 ///
 /// # Panics
 /// When `index` does not fit in 32 bits: the first group holds only that many.

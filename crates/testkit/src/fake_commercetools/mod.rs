@@ -499,6 +499,9 @@ impl Handler for Shared {
             body: String::from_utf8_lossy(&request.body).into_owned(),
             status: None,
         };
+        // Logged on arrival and counted once logged: whoever waited for the
+        // count finds the request in the log, still unanswered if it is slow.
+        let entry = self.log(logged.clone());
         let response = match kind {
             RequestKind::Token => self.token(&request),
             RequestKind::CustomerQuery | RequestKind::CustomerById => {
@@ -506,12 +509,8 @@ impl Handler for Shared {
                 if kind == RequestKind::CustomerQuery {
                     self.queries.send_modify(|n| *n += 1);
                 }
-                let entry = self.log(logged.clone());
-                let response = self
-                    .customers(&logged, segments.last().map(String::as_str), arrived)
-                    .await;
-                self.answered(entry, response.status);
-                return response.into();
+                self.customers(&logged, segments.last().map(String::as_str), arrived)
+                    .await
             }
             RequestKind::Other => error(
                 404,
@@ -519,9 +518,7 @@ impl Handler for Shared {
                 "ResourceNotFound",
             ),
         };
-        let mut logged = logged;
-        logged.status = Some(response.status);
-        lock(&self.log).push(logged);
+        self.answered(entry, response.status);
         response.into()
     }
 }
