@@ -1,18 +1,15 @@
-//! Throughput of the Segment client into a local server that acknowledges at once.
+//! Throughput of the Segment client into the testkit's fake Segment, which
+//! acknowledges at once and only counts what it receives.
 //!
 //! `cargo bench -p segment-sync-adapters --bench segment_client [-- MESSAGES]`
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
-use axum::routing::post;
-use axum::Router;
 use segment_sync_adapters::segment::{HttpSegmentClient, SegmentConfig};
-use segment_sync_domain::identify::identify;
-use segment_sync_domain::{Customer, UserIdStrategy, WriteKey};
+use segment_sync_domain::WriteKey;
 use segment_sync_ports::SegmentClient;
+use segment_sync_testkit::customers::message;
+use segment_sync_testkit::fake_segment::{FakeSegment, WRITE_KEY};
 
 #[tokio::main]
 async fn main() {
@@ -21,41 +18,14 @@ async fn main() {
         .find_map(|arg| arg.parse().ok())
         .unwrap_or(200_000);
 
-    let bodies = Arc::new(AtomicU64::new(0));
-    let seen = Arc::clone(&bodies);
-    let app = Router::new().route(
-        "/v1/batch",
-        post(move |body: axum::body::Bytes| {
-            let seen = Arc::clone(&seen);
-            async move {
-                seen.fetch_add(body.len() as u64, Ordering::Relaxed);
-                (StatusCode::OK, r#"{"success":true}"#)
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let segment = FakeSegment::builder().counts_only().start().await;
 
     // Built before the clock starts: the benchmark measures delivery, not the
     // transformation.
-    let messages: Vec<_> = (0..total)
-        .map(|index| {
-            let customer = Customer {
-                id: format!("cust-{index:07}"),
-                version: 1,
-                email: Some(format!("user{index}@example.com")),
-                first_name: Some("Ada".into()),
-                last_name: Some("Lovelace".into()),
-                last_modified_at: Some("2024-05-01T10:00:00.000Z".into()),
-                ..Customer::default()
-            };
-            identify(&customer, UserIdStrategy::Email).unwrap()
-        })
-        .collect();
+    let messages: Vec<_> = (0..total).map(message).collect();
 
-    let key = WriteKey::parse(Some("bench-write-key")).unwrap();
-    let client = HttpSegmentClient::new(SegmentConfig::new(url, key)).unwrap();
+    let key = WriteKey::parse(Some(WRITE_KEY)).unwrap();
+    let client = HttpSegmentClient::new(SegmentConfig::new(segment.url(), key)).unwrap();
     let started = Instant::now();
     let mut pending = Vec::with_capacity(total);
     for message in messages {
@@ -71,6 +41,11 @@ async fn main() {
         delivered += usize::from(outcome.await.is_delivered());
     }
     assert_eq!(delivered, total, "every message delivered");
+    assert_eq!(
+        segment.message_count(),
+        total as u64,
+        "the fake counted them all"
+    );
 
     let stats = client.stats();
     println!(
@@ -78,7 +53,7 @@ async fn main() {
         total as f64 / elapsed.as_secs_f64(),
         elapsed,
         stats.requests,
-        bodies.load(Ordering::Relaxed) as f64 / 1e6,
+        segment.bytes_received() as f64 / 1e6,
         stats.max_queued,
     );
 }

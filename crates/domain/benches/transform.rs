@@ -1,8 +1,8 @@
 //! Throughput of the transformation, in customers per second on one core.
 //!
 //! `customers.ndjson` is written by `cargo xtask generate --count 250 --out
-//! crates/domain/benches/customers.ndjson` (an xtask test keeps it in step with
-//! the generator): unicode names, 1–3 addresses, custom fields, and the share of
+//! crates/domain/benches/customers.ndjson` (a test of the testkit's generator
+//! keeps it in step): unicode names, 1–3 addresses, custom fields, and the share of
 //! customers without a usable email that a real shop has. `cargo xtask bench`
 //! reads the batch size from the last part of each bench id.
 

@@ -1,16 +1,33 @@
 //! Test support for segment-sync, shared by every crate's tests and by
 //! `cargo xtask bench`. Never a dependency of the product itself.
 //!
-//! - `contract`: one suite per port; every implementation runs its port's suite.
-//! - `memory`: in-memory implementations of the ports, which pass those suites.
-//! - `fake_segment`, `fake_commercetools`: HTTP stand-ins on local ports (port 0).
-//! - `generate`: realistic commercetools customers, deterministic and streamed.
+//! - [`contract`]: one suite per port; every implementation runs its port's suite.
+//! - [`memory`]: in-memory implementations of the ports, which pass those suites.
+//! - [`fake_segment`], [`fake_commercetools`]: HTTP stand-ins on local ports (port 0).
+//! - [`generate`]: realistic commercetools customers, deterministic and streamed.
+//! - [`customers`]: one customer shape for tests, as JSON and as the domain type.
+//! - [`child_log`]: the JSON log of a `segment-sync` child, for the address it bound.
 
-use std::time::Duration;
-
+pub mod child_log;
 pub mod contract;
+pub mod customers;
+pub mod fake_commercetools;
+pub mod fake_segment;
+pub mod generate;
+mod http;
 pub mod memory;
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 /// The longest a test support waits for something it expects (an outcome, a
 /// message, a write) before it fails the test.
 pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Locks a fake's state. A test that panicked while holding the lock must not
+/// hide its own failure behind a poisoned mutex in the next assertion.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use segment_sync_adapters::file_source::FileCustomerSource;
 use segment_sync_ports::{CustomerPages, CustomerQuery, CustomerSource, SourceError, SourceRecord};
+use segment_sync_testkit::customers::{numbered_id, numbered_json};
 use time::macros::datetime;
 
 fn fixture(name: &str) -> PathBuf {
@@ -165,9 +166,7 @@ async fn empty_inputs_have_no_pages() {
 }
 
 fn customer_line(i: usize) -> String {
-    format!(
-        r#"{{"id":"c{i:06}","version":{i},"email":"user{i}@example.com","firstName":"User","lastName":"Number {i}","addresses":[{{"id":"a1","city":"Berlin","country":"DE"}}],"lastModifiedAt":"2024-05-01T10:00:00.000Z"}}"#
-    )
+    numbered_json(i).to_string()
 }
 
 #[tokio::test]
@@ -193,7 +192,7 @@ async fn a_large_ndjson_export_is_read_with_bounded_buffering() {
             let SourceRecord::Customer(customer) = record else {
                 panic!("record {next} is malformed");
             };
-            assert_eq!(customer.id, format!("c{next:06}"));
+            assert_eq!(customer.id, numbered_id(next));
             next += 1;
         }
     }

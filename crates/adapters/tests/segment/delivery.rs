@@ -1,33 +1,21 @@
 //! What goes over the wire when everything works.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
 use segment_sync_adapters::segment::SegmentConfig;
 use segment_sync_domain::{Outcome, LIBRARY_NAME, LIBRARY_VERSION};
 use segment_sync_ports::{SegmentClient, SegmentError};
+use segment_sync_testkit::customers::{message, messages};
+use segment_sync_testkit::fake_segment::{FakeSegment, SegmentMode};
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{
-    body_json, client, config, enqueue, flush_and_settle, message, message_ids, messages, within,
-    Reply, ScriptedServer, WRITE_KEY,
-};
-
-async fn accepting_server() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/batch"))
-        .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"success":true}"#))
-        .mount(&server)
-        .await;
-    server
-}
+use crate::helpers::{client, config, enqueue, flush_and_settle, within, WRITE_KEY};
 
 #[tokio::test]
 async fn one_identify_is_one_authenticated_batch_post_with_the_tracking_api_shape() {
@@ -54,7 +42,7 @@ async fn one_identify_is_one_authenticated_batch_post_with_the_tracking_api_shap
     assert_eq!(requests.len(), 1);
     assert!(requests[0].headers.get("content-encoding").is_none());
     assert!(requests[0].headers.get("x-retry-count").is_none());
-    let body = body_json(&requests[0].body, false);
+    let body: Value = serde_json::from_slice(&requests[0].body).expect("a JSON body");
     let expected: Value = serde_json::from_str(sent.json()).unwrap();
     assert_eq!(body["batch"], Value::Array(vec![expected]));
     let sent_at = body["sentAt"].as_str().expect("sentAt");
@@ -69,14 +57,9 @@ async fn one_identify_is_one_authenticated_batch_post_with_the_tracking_api_shap
 #[tokio::test]
 async fn an_endpoint_with_a_trailing_slash_or_v1_posts_to_v1_batch() {
     for suffix in ["/", "/v1", "/v1/"] {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path("/v1/batch"))
-            .respond_with(ResponseTemplate::new(200))
-            .expect(1)
-            .mount(&server)
-            .await;
-        let client = client(config(&format!("{}{suffix}", server.uri())));
+        // The fake serves only /v1/batch: any other path would fail the message.
+        let segment = FakeSegment::start(SegmentMode::Accept).await;
+        let client = client(config(&format!("{}{suffix}", segment.url())));
 
         let outcomes = flush_and_settle(&client, enqueue(&client, [message(1)]).await).await;
 
@@ -85,33 +68,29 @@ async fn an_endpoint_with_a_trailing_slash_or_v1_posts_to_v1_batch() {
             vec![Outcome::Delivered],
             "endpoint suffix {suffix}"
         );
-        server.verify().await;
+        assert_eq!(segment.requests(), 1, "endpoint suffix {suffix}");
     }
 }
 
 #[tokio::test]
 async fn five_thousand_messages_go_in_batches_within_segments_limits_each_once() {
-    /// The size and messageIds of each request body.
-    type Bodies = Arc<Mutex<Vec<(usize, Vec<String>)>>>;
-    let bodies: Bodies = Arc::default();
-    let record = Arc::clone(&bodies);
-    let server = ScriptedServer::start(move |request| {
-        let ids = message_ids(&body_json(&request.body, false));
-        record.lock().unwrap().push((request.body.len(), ids));
-        Reply::ok()
-    })
-    .await;
-    let client = client(config(&server.url));
+    let segment = FakeSegment::start(SegmentMode::Accept).await;
+    let client = client(config(segment.url()));
     let sent = messages(5_000);
     let expected: Vec<String> = sent.iter().map(|m| m.message_id().to_string()).collect();
 
     let outcomes = flush_and_settle(&client, enqueue(&client, sent).await).await;
 
     assert!(outcomes.iter().all(Outcome::is_delivered));
-    let bodies = bodies.lock().unwrap();
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    for (size, ids) in bodies.iter() {
-        assert!(*size < 500_000, "body of {size} bytes");
+    let requests = segment.received();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for request in &requests {
+        let ids = request.message_ids();
+        assert!(
+            request.wire_len < 500_000,
+            "body of {} bytes",
+            request.wire_len
+        );
         assert!(
             !ids.is_empty() && ids.len() <= 2_500,
             "{} messages",
@@ -121,8 +100,9 @@ async fn five_thousand_messages_go_in_batches_within_segments_limits_each_once()
             *seen.entry(id).or_default() += 1;
         }
     }
-    // ~300-byte messages: the body limit, not the count, must have cut the batches.
-    assert!(bodies.len() >= 3, "{} requests", bodies.len());
+    // Messages of several hundred bytes: the body limit, not the count, must have
+    // cut the batches.
+    assert!(requests.len() >= 3, "{} requests", requests.len());
     assert_eq!(seen.len(), expected.len());
     for id in &expected {
         assert_eq!(seen.get(id.as_str()), Some(&1), "{id}");
@@ -132,10 +112,10 @@ async fn five_thousand_messages_go_in_batches_within_segments_limits_each_once()
 
 #[tokio::test]
 async fn gzip_bodies_decompress_to_the_same_json_and_say_so() {
-    let server = accepting_server().await;
+    let segment = FakeSegment::start(SegmentMode::Accept).await;
     let client = client(SegmentConfig {
         gzip: true,
-        ..config(&server.uri())
+        ..config(segment.url())
     });
     let sent = messages(50);
     let expected: Vec<Value> = sent
@@ -146,37 +126,35 @@ async fn gzip_bodies_decompress_to_the_same_json_and_say_so() {
     let outcomes = flush_and_settle(&client, enqueue(&client, sent).await).await;
 
     assert!(outcomes.iter().all(Outcome::is_delivered));
-    let requests = server.received_requests().await.unwrap();
+    let requests = segment.received();
     assert_eq!(requests.len(), 1);
-    assert_eq!(requests[0].headers.get("content-encoding").unwrap(), "gzip");
-    assert_eq!(
-        requests[0].headers.get("content-type").unwrap(),
-        "application/json"
-    );
-    let body = body_json(&requests[0].body, true);
+    assert!(requests[0].is_gzip());
+    assert!(requests[0].wire_len < requests[0].body.len() / 2);
+    assert_eq!(requests[0].header("content-type"), Some("application/json"));
+    let body = requests[0].json();
     assert_eq!(body["batch"], Value::Array(expected));
     assert_eq!(body["context"]["library"]["name"], LIBRARY_NAME);
 }
 
 #[tokio::test]
 async fn a_partial_batch_goes_out_after_the_flush_interval_without_a_flush() {
-    let server = accepting_server().await;
+    let segment = FakeSegment::start(SegmentMode::Accept).await;
     let client = client(SegmentConfig {
         flush_interval: Duration::from_millis(20),
-        ..config(&server.uri())
+        ..config(segment.url())
     });
 
     let mut pending = enqueue(&client, [message(1), message(2)]).await;
 
     assert_eq!(within(pending.remove(0)).await, Outcome::Delivered);
     assert_eq!(within(pending.remove(0)).await, Outcome::Delivered);
-    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    assert_eq!(segment.requests(), 1);
 }
 
 #[tokio::test]
 async fn close_and_flush_delivers_what_was_queued_then_refuses_every_call() {
-    let server = accepting_server().await;
-    let client = client(config(&server.uri()));
+    let segment = FakeSegment::start(SegmentMode::Accept).await;
+    let client = client(config(segment.url()));
     let pending = enqueue(&client, messages(10)).await;
 
     within(client.close_and_flush(Duration::from_secs(10)))
@@ -186,6 +164,7 @@ async fn close_and_flush_delivers_what_was_queued_then_refuses_every_call() {
     for outcome in pending {
         assert_eq!(within(outcome).await, Outcome::Delivered);
     }
+    assert_eq!(segment.message_count(), 10);
     assert_eq!(
         client.identify(message(11)).await.unwrap_err(),
         SegmentError::Closed
@@ -202,13 +181,8 @@ async fn close_and_flush_delivers_what_was_queued_then_refuses_every_call() {
 
 #[tokio::test]
 async fn close_and_flush_reports_a_drain_that_outlives_its_timeout() {
-    let server = ScriptedServer::start(|_| Reply::Status {
-        status: 200,
-        headers: Vec::new(),
-        delay: Duration::from_secs(2),
-    })
-    .await;
-    let client = client(config(&server.url));
+    let segment = FakeSegment::start(SegmentMode::Slow(Duration::from_secs(2))).await;
+    let client = client(config(segment.url()));
     let pending = enqueue(&client, [message(1)]).await;
 
     let result = within(client.close_and_flush(Duration::from_millis(50))).await;

@@ -1,7 +1,5 @@
 //! Volume: nothing lost under faults, memory bounded under a slow server.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,35 +8,25 @@ use segment_sync_domain::batch::BatchLimits;
 use segment_sync_domain::Outcome;
 use segment_sync_ports::SegmentClient;
 
-use crate::helpers::{
-    body_json, client, config, enqueue, flush_and_settle, message, message_ids, messages,
-    quick_retries, within, Reply, ScriptedServer,
-};
+use segment_sync_testkit::customers::{message, messages};
+use segment_sync_testkit::fake_segment::{FakeSegment, Reply, SegmentMode};
+
+use crate::helpers::{client, config, enqueue, flush_and_settle, quick_retries, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_thirty_percent_faults_every_message_is_delivered_exactly_once() {
-    let accepted: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     // Seeded, so that the run is the same fault pattern each time (up to the
     // order in which concurrent requests reach the server).
     let faults = Mutex::new(fastrand::Rng::with_seed(0x5eed));
-    let record = Arc::clone(&accepted);
-    let server = ScriptedServer::start(move |request| {
+    let segment = FakeSegment::scripted(move |_| {
         let roll = faults.lock().unwrap().f64();
         if roll < 0.10 {
             Reply::status(500)
         } else if roll < 0.20 {
-            Reply::Status {
-                status: 429,
-                headers: vec![("Retry-After", "0".to_owned())],
-                delay: Duration::ZERO,
-            }
+            Reply::status(429).header("Retry-After", "0")
         } else if roll < 0.30 {
             Reply::Reset
         } else {
-            let mut accepted = record.lock().unwrap();
-            for id in message_ids(&body_json(&request.body, false)) {
-                *accepted.entry(id).or_default() += 1;
-            }
             Reply::ok()
         }
     })
@@ -50,7 +38,7 @@ async fn under_thirty_percent_faults_every_message_is_delivered_exactly_once() {
         },
         retry: quick_retries(30),
         flush_interval: Duration::from_millis(10),
-        ..config(&server.url)
+        ..config(segment.url())
     });
     let sent = messages(10_000);
     let expected: Vec<String> = sent.iter().map(|m| m.message_id().to_string()).collect();
@@ -64,7 +52,7 @@ async fn under_thirty_percent_faults_every_message_is_delivered_exactly_once() {
         lost.len(),
         lost.first()
     );
-    let accepted = accepted.lock().unwrap();
+    let accepted = segment.deliveries_by_message_id();
     assert_eq!(accepted.len(), 10_000);
     for id in &expected {
         assert_eq!(accepted.get(id), Some(&1), "{id}");
@@ -76,7 +64,7 @@ async fn under_thirty_percent_faults_every_message_is_delivered_exactly_once() {
     );
     // The faults really happened: about 30 of every 100 requests were retries.
     assert!(stats.retries >= 20, "{stats:?}");
-    assert_eq!(stats.requests, server.requests() as u64);
+    assert_eq!(stats.requests, segment.requests());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,22 +72,21 @@ async fn a_slow_server_makes_callers_wait_instead_of_memory_grow() {
     const CAPACITY: usize = 2_000;
     const IN_FLIGHT: usize = 2;
     // The first answers are slow enough for any producer to fill the queue while
-    // they are awaited; the rest are merely slow.
-    let answered = AtomicUsize::new(0);
-    let server = ScriptedServer::start(move |_| {
-        let slow = answered.fetch_add(1, Ordering::SeqCst) < IN_FLIGHT;
-        Reply::Status {
-            status: 200,
-            headers: Vec::new(),
-            delay: Duration::from_millis(if slow { 500 } else { 5 }),
-        }
-    })
-    .await;
+    // they are awaited; the rest are merely slow. Counts only: a hundred thousand
+    // parsed messages would be memory for nothing.
+    let segment = FakeSegment::builder()
+        .counts_only()
+        .script(|request| {
+            let slow = request.number <= IN_FLIGHT as u64;
+            Reply::ok().after(Duration::from_millis(if slow { 500 } else { 5 }))
+        })
+        .start()
+        .await;
     let client = Arc::new(client(SegmentConfig {
         queue_capacity: CAPACITY,
         max_in_flight: IN_FLIGHT,
         flush_interval: Duration::from_millis(10),
-        ..config(&server.url)
+        ..config(segment.url())
     }));
 
     let producer = {
@@ -118,6 +105,7 @@ async fn a_slow_server_makes_callers_wait_instead_of_memory_grow() {
     assert!(outcomes.iter().all(Outcome::is_delivered));
     let stats = client.stats();
     assert_eq!(stats.delivered, 100_000);
+    assert_eq!(segment.message_count(), 100_000);
     assert_eq!(stats.queued, 0);
     // The queue filled (the producer really was held back) and never overflowed.
     assert_eq!(stats.max_queued, CAPACITY as u64);
@@ -129,18 +117,13 @@ async fn a_slow_server_makes_callers_wait_instead_of_memory_grow() {
 
 #[tokio::test]
 async fn flush_waits_for_batches_already_in_flight() {
-    let server = ScriptedServer::start(|_| Reply::Status {
-        status: 200,
-        headers: Vec::new(),
-        delay: Duration::from_millis(100),
-    })
-    .await;
+    let segment = FakeSegment::start(SegmentMode::Slow(Duration::from_millis(100))).await;
     let client = client(SegmentConfig {
         limits: BatchLimits {
             max_messages: 5,
             ..BatchLimits::default()
         },
-        ..config(&server.url)
+        ..config(segment.url())
     });
 
     let pending = enqueue(&client, messages(23)).await;

@@ -1,5 +1,6 @@
-//! The Segment HTTP adapter against local servers: wiremock for scripted answers,
-//! a hand-rolled TCP server for dropped connections, faults and slowness.
+//! The Segment HTTP adapter against local servers: the testkit's fake Segment for
+//! answers, faults, dropped connections and slowness, and wiremock where a test
+//! pins down exact request matchers.
 
 mod helpers;
 

@@ -1,45 +1,34 @@
 //! 400 isolates the refused messages; 401 stops everything.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use segment_sync_adapters::segment::SegmentConfig;
 use segment_sync_domain::batch::BatchLimits;
 use segment_sync_domain::{DeliveryError, Outcome};
 use segment_sync_ports::{SegmentClient, SegmentError};
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use segment_sync_testkit::customers::{message, messages};
+use segment_sync_testkit::fake_segment::{FakeSegment, Reply, SegmentMode};
 
-use crate::helpers::{
-    body_json, client, config, enqueue, flush_and_settle, message, message_ids, messages, within,
-};
+use crate::helpers::{client, config, enqueue, flush_and_settle, within};
 
 const REFUSAL: &str = r#"{"error":"traits.email is invalid"}"#;
-
-/// Refuses, with 400, every batch that holds the poisoned messageId.
-struct RefusesBatchesHolding(String);
-
-impl Respond for RefusesBatchesHolding {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        if message_ids(&body_json(&request.body, false)).contains(&self.0) {
-            ResponseTemplate::new(400).set_body_string(REFUSAL)
-        } else {
-            ResponseTemplate::new(200)
-        }
-    }
-}
 
 #[tokio::test]
 async fn a_bad_request_is_split_until_only_the_refused_message_is_rejected() {
     let sent = messages(100);
     let poisoned = 37;
     let poisoned_id = sent[poisoned].message_id().to_string();
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(RefusesBatchesHolding(poisoned_id.clone()))
-        .mount(&server)
-        .await;
-    let client = client(config(&server.uri()));
+    let refused = poisoned_id.clone();
+    // Refuses, with 400, every batch that holds the poisoned messageId.
+    let segment = FakeSegment::scripted(move |request| {
+        if request.message_ids().contains(&refused) {
+            Reply::status(400).body(REFUSAL)
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
+    let client = client(config(segment.url()));
 
     let outcomes = flush_and_settle(&client, enqueue(&client, sent.clone()).await).await;
 
@@ -55,19 +44,12 @@ async fn a_bad_request_is_split_until_only_the_refused_message_is_rejected() {
             assert_eq!(outcome, &Outcome::Delivered, "message {index}");
         }
     }
-    let requests = server.received_requests().await.unwrap();
-    assert_eq!(message_ids(&body_json(&requests[0].body, false)).len(), 100);
+    let requests = segment.received();
+    assert_eq!(requests[0].message_ids().len(), 100);
     // Every good message went through in exactly one accepted request.
-    let mut accepted: HashMap<String, usize> = HashMap::new();
-    for request in &requests {
-        let ids = message_ids(&body_json(&request.body, false));
-        if !ids.contains(&poisoned_id) {
-            for id in ids {
-                *accepted.entry(id).or_default() += 1;
-            }
-        }
-    }
+    let accepted = segment.deliveries_by_message_id();
     assert_eq!(accepted.len(), 99);
+    assert!(!accepted.contains_key(&poisoned_id));
     assert!(accepted.values().all(|count| *count == 1));
     // Halving finds one message among 100 in about 2·log2(100) requests, not 100.
     assert!(requests.len() <= 16, "{} requests", requests.len());
@@ -77,11 +59,7 @@ async fn a_bad_request_is_split_until_only_the_refused_message_is_rejected() {
 
 #[tokio::test]
 async fn an_invalid_write_key_fails_everything_queued_and_refuses_later_calls() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(401))
-        .mount(&server)
-        .await;
+    let segment = FakeSegment::start(SegmentMode::Unauthorized).await;
     // Ten-message batches, one at a time: the first answer arrives while the
     // other forty messages are still queued.
     let client = client(SegmentConfig {
@@ -91,7 +69,7 @@ async fn an_invalid_write_key_fails_everything_queued_and_refuses_later_calls() 
         },
         max_in_flight: 1,
         flush_interval: Duration::from_millis(5),
-        ..config(&server.uri())
+        ..config(segment.url())
     });
 
     let outcomes = flush_and_settle(&client, enqueue(&client, messages(50)).await).await;
@@ -101,7 +79,7 @@ async fn an_invalid_write_key_fails_everything_queued_and_refuses_later_calls() 
         assert_eq!(outcome, &Outcome::Failed(DeliveryError::Unauthorized));
     }
     assert_eq!(DeliveryError::Unauthorized.to_string(), "Invalid write key");
-    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    assert_eq!(segment.requests(), 1);
     let stats = client.stats();
     assert_eq!((stats.delivered, stats.failed, stats.retries), (0, 50, 0));
     assert_eq!(
@@ -112,12 +90,8 @@ async fn an_invalid_write_key_fails_everything_queued_and_refuses_later_calls() 
 
 #[tokio::test]
 async fn forbidden_is_as_fatal_as_unauthorized() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(403))
-        .mount(&server)
-        .await;
-    let client = client(config(&server.uri()));
+    let segment = FakeSegment::scripted(|_| Reply::status(403)).await;
+    let client = client(config(segment.url()));
 
     let outcomes = flush_and_settle(&client, enqueue(&client, [message(1)]).await).await;
 

@@ -1,58 +1,53 @@
 //! Failures worth another attempt are retried until delivered; the others are not.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use segment_sync_adapters::segment::SegmentConfig;
 use segment_sync_domain::{DeliveryError, Outcome};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use segment_sync_testkit::customers::message;
+use segment_sync_testkit::fake_segment::{FakeSegment, Reply, SegmentMode};
 
-use crate::helpers::{
-    body_json, client, config, enqueue, flush_and_settle, message, message_ids, quick_retries,
-    Reply, ScriptedServer,
-};
+use crate::helpers::{client, config, enqueue, flush_and_settle, quick_retries};
 
-/// A server that answers `first` once, then 200.
-async fn failing_once(first: ResponseTemplate) -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/batch"))
-        .respond_with(first)
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/batch"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&server)
-        .await;
-    server
+/// A fake that answers `first` to the first request, then 200.
+async fn failing_once(first: Reply) -> FakeSegment {
+    FakeSegment::scripted(move |request| {
+        if request.number == 1 {
+            first.clone()
+        } else {
+            Reply::ok()
+        }
+    })
+    .await
+}
+
+/// The `X-Retry-Count` of every request, in order.
+fn retry_counts(segment: &FakeSegment) -> Vec<Option<String>> {
+    segment
+        .received()
+        .iter()
+        .map(|r| r.header("x-retry-count").map(str::to_owned))
+        .collect()
 }
 
 /// The retry carries `X-Retry-Count: 1` and the same message; the first did not.
-async fn assert_retried_once(server: &MockServer) {
-    let requests = server.received_requests().await.unwrap();
+fn assert_retried_once(segment: &FakeSegment) {
+    let requests = segment.received();
     assert_eq!(requests.len(), 2);
-    assert!(requests[0].headers.get("x-retry-count").is_none());
-    assert_eq!(requests[1].headers.get("x-retry-count").unwrap(), "1");
-    assert_eq!(
-        message_ids(&body_json(&requests[0].body, false)),
-        message_ids(&body_json(&requests[1].body, false))
-    );
+    assert_eq!(retry_counts(segment), [None, Some("1".to_owned())]);
+    assert_eq!(requests[0].message_ids(), requests[1].message_ids());
 }
 
 #[tokio::test]
 async fn retried_statuses_are_sent_again_until_delivered() {
     for status in [500, 502, 503, 504, 408, 410, 460] {
-        let server = failing_once(ResponseTemplate::new(status)).await;
-        let client = client(config(&server.uri()));
+        let segment = failing_once(Reply::status(status)).await;
+        let client = client(config(segment.url()));
 
         let outcomes = flush_and_settle(&client, enqueue(&client, [message(1)]).await).await;
 
         assert_eq!(outcomes, vec![Outcome::Delivered], "status {status}");
-        assert_retried_once(&server).await;
+        assert_retried_once(&segment);
         let stats = client.stats();
         assert_eq!((stats.requests, stats.retries, stats.delivered), (2, 1, 1));
     }
@@ -60,14 +55,14 @@ async fn retried_statuses_are_sent_again_until_delivered() {
 
 #[tokio::test]
 async fn rate_limiting_waits_as_long_as_retry_after_asks() {
-    let server = failing_once(ResponseTemplate::new(429).insert_header("Retry-After", "1")).await;
-    let client = client(config(&server.uri()));
+    let segment = failing_once(Reply::status(429).header("Retry-After", "1")).await;
+    let client = client(config(segment.url()));
     let started = Instant::now();
 
     let outcomes = flush_and_settle(&client, enqueue(&client, [message(1)]).await).await;
 
     assert_eq!(outcomes, vec![Outcome::Delivered]);
-    assert_retried_once(&server).await;
+    assert_retried_once(&segment);
     // The policy's own backoff is milliseconds: only Retry-After explains a second.
     assert!(
         started.elapsed() >= Duration::from_secs(1),
@@ -78,53 +73,43 @@ async fn rate_limiting_waits_as_long_as_retry_after_asks() {
 
 #[tokio::test]
 async fn an_answer_slower_than_the_request_timeout_is_retried() {
-    let server = failing_once(ResponseTemplate::new(200).set_delay(Duration::from_secs(2))).await;
+    let segment = failing_once(Reply::ok().after(Duration::from_secs(2))).await;
     let client = client(SegmentConfig {
         request_timeout: Duration::from_millis(200),
-        ..config(&server.uri())
+        ..config(segment.url())
     });
 
     let outcomes = flush_and_settle(&client, enqueue(&client, [message(1)]).await).await;
 
     assert_eq!(outcomes, vec![Outcome::Delivered]);
-    assert_retried_once(&server).await;
+    assert_retried_once(&segment);
 }
 
 #[tokio::test]
 async fn a_reset_connection_is_retried() {
-    let retry_counts: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
-    let record = Arc::clone(&retry_counts);
-    let server = ScriptedServer::start(move |request| {
-        let mut seen = record.lock().unwrap();
-        seen.push(request.header("x-retry-count").map(str::to_owned));
-        if seen.len() == 1 {
-            Reply::Reset
-        } else {
-            Reply::ok()
-        }
-    })
-    .await;
-    let client = client(config(&server.url));
+    let segment = failing_once(Reply::Reset).await;
+    let client = client(config(segment.url()));
 
     let outcomes = flush_and_settle(&client, enqueue(&client, [message(1)]).await).await;
 
     assert_eq!(outcomes, vec![Outcome::Delivered]);
+    assert_eq!(retry_counts(&segment), [None, Some("1".to_owned())]);
     assert_eq!(
-        *retry_counts.lock().unwrap(),
-        vec![None, Some("1".to_owned())]
+        segment
+            .received()
+            .iter()
+            .map(|r| r.status)
+            .collect::<Vec<_>>(),
+        [None, Some(200)],
+        "the first connection was reset unanswered"
     );
     assert_eq!(client.stats().retries, 1);
 }
 
 #[tokio::test]
 async fn not_implemented_is_not_retried() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(501))
-        .expect(1)
-        .mount(&server)
-        .await;
-    let client = client(config(&server.uri()));
+    let segment = FakeSegment::scripted(|_| Reply::status(501)).await;
+    let client = client(config(segment.url()));
 
     let outcomes = flush_and_settle(&client, enqueue(&client, [message(1)]).await).await;
 
@@ -132,18 +117,15 @@ async fn not_implemented_is_not_retried() {
     assert_eq!(outcomes, vec![Outcome::Failed(error.clone())]);
     assert_eq!(error.to_string(), "501 Not Implemented");
     assert_eq!(client.stats().failed, 1);
+    assert_eq!(segment.requests(), 1);
 }
 
 #[tokio::test]
 async fn exhausted_attempts_fail_with_max_retries_exceeded_and_flush_still_returns() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(500))
-        .mount(&server)
-        .await;
+    let segment = FakeSegment::start(SegmentMode::Down).await;
     let client = client(SegmentConfig {
         retry: quick_retries(3),
-        ..config(&server.uri())
+        ..config(segment.url())
     });
 
     let outcomes =
@@ -160,18 +142,9 @@ async fn exhausted_attempts_fail_with_max_retries_exceeded_and_flush_still_retur
         );
         assert_eq!(error.code(), "max_retries_exceeded");
     }
-    let requests = server.received_requests().await.unwrap();
-    let retry_counts: Vec<Option<String>> = requests
-        .iter()
-        .map(|r| {
-            r.headers
-                .get("x-retry-count")
-                .map(|v| v.to_str().unwrap().to_owned())
-        })
-        .collect();
     assert_eq!(
-        retry_counts,
-        vec![None, Some("1".to_owned()), Some("2".to_owned())]
+        retry_counts(&segment),
+        [None, Some("1".to_owned()), Some("2".to_owned())]
     );
     let stats = client.stats();
     assert_eq!((stats.failed, stats.delivered, stats.retries), (2, 0, 2));

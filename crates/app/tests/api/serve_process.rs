@@ -1,15 +1,12 @@
 //! `segment-sync serve` as a process: configuration refusals and SIGTERM.
 
+use std::process::Stdio;
 use std::time::Duration;
 
+use segment_sync_testkit::child_log::ChildLog;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
 
 #[tokio::test]
 async fn serve_refuses_to_start_without_a_token() {
@@ -28,39 +25,27 @@ async fn serve_refuses_to_start_without_a_token() {
 async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
     let segment = FakeSegment::start(SegmentMode::Slow(Duration::from_millis(800))).await;
     let ctp = FakeCommercetools::start(vec![]).await;
-    let port = free_port();
     let app = App::new()
         .with_fakes(&segment, Some(&ctp))
         .env("WEBHOOK_TOKEN", "hook-token");
+    // Port 0, and the address it bound read back from its log (info level, JSON).
     let mut child = app
-        .command(&["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let mut log = ChildLog::follow(child.stderr.take().unwrap(), None);
+    let addr = log
+        .listening_addr(Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let base = format!("http://{addr}");
     let http = reqwest::Client::new();
+    let health = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert!(health.status().is_success(), "{}", health.status());
 
-    let start = std::time::Instant::now();
-    loop {
-        if let Ok(answer) = http.get(format!("{base}/healthz")).send().await {
-            if answer.status().is_success() {
-                break;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "serve never became healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-
-    let mut created = json!({
-        "notificationType": "Message",
-        "type": "CustomerCreated",
-        "resource": {"typeId": "customer", "id": "cust-00000001"},
-        "resourceVersion": 1,
-        "customer": customer(1, 0),
-    });
-    created["customer"]["id"] = json!("cust-00000001");
+    let created = customer_created(&numbered_json(1));
     let request = tokio::spawn({
         let http = http.clone();
         let url = format!("{base}/webhooks/commercetools");
@@ -78,12 +63,7 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
             )
         }
     });
-    eventually(
-        "the identify to reach Segment",
-        Duration::from_secs(30),
-        || segment.requests() >= 1,
-    )
-    .await;
+    segment.wait_for_requests(1, Duration::from_secs(30)).await;
 
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -97,6 +77,6 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
     let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();
-    assert_eq!(exit.code(), Some(0));
+    assert_eq!(exit.code(), Some(0), "{}", log.last_lines());
     assert_eq!(segment.message_count(), 1);
 }

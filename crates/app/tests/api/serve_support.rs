@@ -16,6 +16,7 @@ pub use segment_sync_testkit::memory::{
     Gate, MemorySegment, MemorySource, MemoryStateStore, SegmentBehaviour,
 };
 pub use segment_sync_testkit::DEADLINE;
+pub use segment_sync_testkit::customers::{customer, customer_created, customer_json};
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
 
@@ -151,52 +152,6 @@ pub fn webhook_request(body: impl Into<Body>, bearer: Option<&str>) -> Request<B
         request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
     request.body(body.into()).expect("a valid request")
-}
-
-/// A customer as the commercetools API returns it.
-pub fn customer_json(id: &str, version: i64, email: Option<&str>) -> Value {
-    let mut customer = json!({
-        "id": id,
-        "version": version,
-        "firstName": " Ada ",
-        "lastName": "Lovelace",
-        "customerNumber": "CN-1815",
-        "addresses": [{"id": "a1", "streetName": "St James's Square", "streetNumber": "12",
-                       "city": "London", "postalCode": "SW1Y 4JH", "country": "GB",
-                       "phone": "+44 20 7946 0000"}],
-        "defaultBillingAddressId": "a1",
-        "isEmailVerified": true,
-        "createdAt": "2024-04-01T09:00:00.000Z",
-        "lastModifiedAt": "2024-05-01T10:00:00.000Z",
-        "authenticationMode": "Password"
-    });
-    if let Some(email) = email {
-        customer["email"] = json!(email);
-    }
-    customer
-}
-
-/// A customer value as the domain type.
-pub fn customer(id: &str, version: i64, email: Option<&str>) -> Customer {
-    serde_json::from_value(customer_json(id, version, email)).expect("a valid customer")
-}
-
-/// A Platform-format `CustomerCreated` message.
-pub fn customer_created(customer: &Value) -> Value {
-    json!({
-        "notificationType": "Message",
-        "projectKey": "the-shop",
-        "id": "5f1a0b2c-0000-4000-8000-000000000001",
-        "version": 1,
-        "sequenceNumber": 1,
-        "resource": {"typeId": "customer", "id": customer["id"]},
-        "resourceVersion": customer["version"],
-        "resourceUserProvidedIdentifiers": {"customerNumber": "CN-1815"},
-        "type": "CustomerCreated",
-        "customer": customer,
-        "createdAt": "2024-05-01T10:00:00.000Z",
-        "lastModifiedAt": "2024-05-01T10:00:00.000Z"
-    })
 }
 
 /// A Platform-format message of another type about a resource.

@@ -80,7 +80,7 @@ async fn configuration_errors_are_one_line_each_all_at_once_with_exit_2() {
         ),
     ];
     for (vars, expected) in cases {
-        let mut app = App::new().env("SEGMENT_ENDPOINT", &segment.url);
+        let mut app = App::new().env("SEGMENT_ENDPOINT", segment.url());
         for (name, value) in vars {
             app = app.env(name, value);
         }
@@ -94,9 +94,9 @@ async fn configuration_errors_are_one_line_each_all_at_once_with_exit_2() {
 #[tokio::test]
 async fn a_dot_env_file_supplies_what_the_environment_does_not() {
     let segment = FakeSegment::start(SegmentMode::Accept).await;
-    let app = App::new().env("SEGMENT_ENDPOINT", &segment.url);
+    let app = App::new().env("SEGMENT_ENDPOINT", segment.url());
     app.write_file(".env", &format!("SEGMENT_WRITE_KEY={WRITE_KEY}\n"));
-    let input = app.write_file("in.ndjson", &ndjson(&[customer(1, 0)]));
+    let input = app.write_file("in.ndjson", &ndjson(&[numbered_json(1)]));
     let output = app.run(&["sync", "--input", input.to_str().unwrap()]).await;
     assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
     assert_eq!(segment.message_count(), 1);
@@ -107,8 +107,11 @@ async fn backfill_then_incremental_runs_send_only_what_changed() {
     // Modified just now: inside the next run's look-back window.
     let customers: Vec<Value> = (0..10_000)
         .map(|i| {
-            let mut c = customer(i, 7);
-            c["lastModifiedAt"] = json!(now_rfc3339());
+            let mut c = numbered_json(i);
+            if i % 7 == 0 {
+                c.as_object_mut().unwrap().remove("email");
+            }
+            c["lastModifiedAt"] = json!(timestamp_now());
             c
         })
         .collect();
@@ -142,12 +145,10 @@ async fn backfill_then_incremental_runs_send_only_what_changed() {
     let counts = summary(&second);
     assert_eq!(counts["sent"], 0);
     assert_eq!(counts["unchanged"], with_email.len());
-    assert_eq!(segment.message_count(), with_email.len());
+    assert_eq!(segment.message_count(), with_email.len() as u64);
 
     for i in [1, 2, 3, 4, 5, 6, 8, 9, 10, 11] {
-        ctp.update(&format!("cust-{i:08}"), |c| {
-            c["firstName"] = json!("Changed")
-        });
+        ctp.update(&numbered_id(i), |c| c["firstName"] = json!("Changed"));
     }
     let third = app.run(&["sync", "--json"]).await;
     assert_eq!(third.status.code(), Some(0), "stderr: {}", stderr(&third));
@@ -169,7 +170,7 @@ async fn backfill_then_incremental_runs_send_only_what_changed() {
 
 #[tokio::test]
 async fn a_flaky_segment_still_gets_every_customer() {
-    let customers: Vec<Value> = (0..3_000).map(|i| customer(i, 0)).collect();
+    let customers: Vec<Value> = numbered_jsons(3_000);
     let segment = FakeSegment::start(SegmentMode::Flaky(0.3)).await;
     let app = App::new().with_fakes(&segment, None);
     let input = app.write_file("in.ndjson", &ndjson(&customers));
@@ -183,7 +184,7 @@ async fn a_flaky_segment_still_gets_every_customer() {
 
 #[tokio::test]
 async fn failures_go_to_dead_letters_and_replay_delivers_them() {
-    let customers: Vec<Value> = (0..50).map(|i| customer(i, 0)).collect();
+    let customers: Vec<Value> = numbered_jsons(50);
     let segment = FakeSegment::start(SegmentMode::Down).await;
     let ctp = FakeCommercetools::start(customers.clone()).await;
     let app = App::new()
@@ -223,10 +224,7 @@ async fn failures_go_to_dead_letters_and_replay_delivers_them() {
 async fn an_invalid_write_key_aborts_with_exit_3() {
     let segment = FakeSegment::start(SegmentMode::Unauthorized).await;
     let app = App::new().with_fakes(&segment, None);
-    let input = app.write_file(
-        "in.ndjson",
-        &ndjson(&(0..20).map(|i| customer(i, 0)).collect::<Vec<_>>()),
-    );
+    let input = app.write_file("in.ndjson", &ndjson(&numbered_jsons(20)));
     let output = app
         .run(&["sync", "--input", input.to_str().unwrap(), "--json"])
         .await;
@@ -245,7 +243,7 @@ async fn an_invalid_write_key_aborts_with_exit_3() {
 
 #[tokio::test]
 async fn an_oversize_customer_is_rejected_and_the_rest_delivered() {
-    let mut customers: Vec<Value> = (0..30).map(|i| customer(i, 0)).collect();
+    let mut customers: Vec<Value> = numbered_jsons(30);
     customers[5]["custom"]["fields"]["notes"] = json!("x".repeat(40 * 1024));
     let segment = FakeSegment::start(SegmentMode::Accept).await;
     let app = App::new().with_fakes(&segment, None);
@@ -260,22 +258,21 @@ async fn an_oversize_customer_is_rejected_and_the_rest_delivered() {
     assert_eq!(segment.message_count(), 29);
     let letters = app.run(&["dead-letters", "list", "--json"]).await;
     let letters: Value = serde_json::from_str(&stdout(&letters)).unwrap();
-    assert_eq!(letters[0]["customer_id"], "cust-00000005");
+    assert_eq!(letters[0]["customer_id"], numbered_id(5).as_str());
     assert_eq!(letters[0]["reason"], "message over 32 KB");
 }
 
 #[tokio::test]
 async fn a_killed_sync_loses_nothing_and_resends_only_what_was_unrecorded() {
-    let customers: Vec<Value> = (0..50_000).map(|i| customer(i, 0)).collect();
+    let customers: Vec<Value> = numbered_jsons(50_000);
     let segment = FakeSegment::start(SegmentMode::Slow(Duration::from_millis(200))).await;
     let ctp = FakeCommercetools::start(customers).await;
     let app = App::new().with_fakes(&segment, Some(&ctp));
 
     let mut child = app.command(&["sync"]).spawn().unwrap();
-    eventually("a good part of the sync", Duration::from_secs(120), || {
-        segment.message_count() >= 10_000
-    })
-    .await;
+    segment
+        .wait_for_messages(10_000, Duration::from_secs(120))
+        .await;
     child.kill().unwrap();
     child.wait().unwrap();
     let acknowledged_before_kill = segment.message_count();
@@ -284,7 +281,7 @@ async fn a_killed_sync_loses_nothing_and_resends_only_what_was_unrecorded() {
     let store =
         segment_sync_adapters::sqlite_state::SqliteStateStore::open(&app.state_path()).unwrap();
     use segment_sync_ports::SyncStateStore as _;
-    let ids: Vec<String> = (0..50_000).map(|i| format!("cust-{i:08}")).collect();
+    let ids: Vec<String> = (0..50_000).map(numbered_id).collect();
     let recorded: HashSet<String> = store
         .delivered_fingerprints(&ids)
         .await
@@ -298,7 +295,7 @@ async fn a_killed_sync_loses_nothing_and_resends_only_what_was_unrecorded() {
     drop(store);
 
     segment.set_mode(SegmentMode::Accept);
-    let before_rerun = segment.message_count();
+    let before_rerun = segment.messages().len();
     let rerun = app.run(&["sync", "--json"]).await;
     assert_eq!(rerun.status.code(), Some(0), "stderr: {}", stderr(&rerun));
     assert_eq!(
@@ -319,16 +316,15 @@ async fn a_killed_sync_loses_nothing_and_resends_only_what_was_unrecorded() {
 
 #[tokio::test]
 async fn an_interrupted_sync_records_what_was_in_flight_and_exits_130() {
-    let customers: Vec<Value> = (0..50_000).map(|i| customer(i, 0)).collect();
+    let customers: Vec<Value> = numbered_jsons(50_000);
     let segment = FakeSegment::start(SegmentMode::Slow(Duration::from_millis(200))).await;
     let ctp = FakeCommercetools::start(customers).await;
     let app = App::new().with_fakes(&segment, Some(&ctp));
 
     let child = app.command(&["sync", "--json"]).spawn().unwrap();
-    eventually("part of the sync", Duration::from_secs(120), || {
-        segment.message_count() >= 5_000
-    })
-    .await;
+    segment
+        .wait_for_messages(5_000, Duration::from_secs(120))
+        .await;
     let signalled = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -349,7 +345,7 @@ async fn an_interrupted_sync_records_what_was_in_flight_and_exits_130() {
     let store =
         segment_sync_adapters::sqlite_state::SqliteStateStore::open(&app.state_path()).unwrap();
     use segment_sync_ports::SyncStateStore as _;
-    let ids: Vec<String> = (0..50_000).map(|i| format!("cust-{i:08}")).collect();
+    let ids: Vec<String> = (0..50_000).map(numbered_id).collect();
     let recorded = store.delivered_fingerprints(&ids).await.unwrap().len();
     assert_eq!(
         recorded, acknowledged,

@@ -1,0 +1,116 @@
+//! `cargo xtask bench`: the figures of issue 8 in one table.
+//!
+//! Each step that cannot run (the binary does not build, a command is missing)
+//! becomes `n/a (reason)` in its row and the others still run, so a partial
+//! picture is always printed. Everything talks to the testkit's fakes on
+//! 127.0.0.1: a Segment that only counts identify calls, and a commercetools API
+//! that generates each page of customers when it is asked for.
+//!
+//! - [`criterion`]: the domain's criterion benchmark.
+//! - [`sync_runs`]: `sync` from files and from the API.
+//! - [`webhook`]: `serve` under concurrent load.
+//! - [`process`]: the children's environment, wall time and peak memory.
+//! - [`table`]: the table and how figures are written.
+
+mod criterion;
+mod process;
+mod sync_runs;
+mod table;
+mod webhook;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use segment_sync_testkit::fake_commercetools::FakeCommercetools;
+use segment_sync_testkit::fake_segment::FakeSegment;
+use segment_sync_testkit::generate::DEFAULT_SEED;
+
+use self::process::ChildEnv;
+use self::table::Table;
+
+/// Customers in the smaller file run and in the API backfill.
+const SMALL_RUN: u64 = 200_000;
+/// Customers in the larger file run: peak memory must not grow with the count.
+const LARGE_RUN: u64 = 1_000_000;
+
+/// Runs every benchmark and prints the table on stdout.
+pub fn command(args: &[String]) -> Result<()> {
+    if let Some(arg) = args.first() {
+        bail!("cargo xtask bench takes no arguments, got {arg}");
+    }
+    let started = Instant::now();
+    let mut table = Table::default();
+
+    criterion::run(&mut table);
+
+    let binary = build_release();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(end_to_end(binary, &mut table))?;
+
+    println!();
+    println!(
+        "segment-sync benchmarks ({} cores available, {:.0} s in all)",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        started.elapsed().as_secs_f64()
+    );
+    print!("{}", table.render());
+    Ok(())
+}
+
+/// (b) The release binary, or why there is none. `SEGMENT_SYNC_BIN` names one
+/// built elsewhere (another checkout, an older version to compare with).
+fn build_release() -> Result<PathBuf, String> {
+    if let Some(binary) = std::env::var_os("SEGMENT_SYNC_BIN") {
+        let binary = PathBuf::from(binary);
+        eprintln!("using SEGMENT_SYNC_BIN={}", binary.display());
+        return if binary.exists() {
+            Ok(binary)
+        } else {
+            Err(format!("SEGMENT_SYNC_BIN {} not found", binary.display()))
+        };
+    }
+    let mut command = crate::cargo();
+    command.args(["build", "--release", "-p", "segment-sync"]);
+    crate::run(command).map_err(|_| "release build failed".to_owned())?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_root().join("target"));
+    let binary = target.join("release").join("segment-sync");
+    if binary.exists() {
+        Ok(binary)
+    } else {
+        Err(format!("{} not found", binary.display()))
+    }
+}
+
+/// (c)–(g): the binary against the fakes.
+async fn end_to_end(binary: Result<PathBuf, String>, table: &mut Table) -> Result<()> {
+    let binary = binary.as_deref().map_err(String::as_str);
+    let data = crate::workspace_root().join("target").join("bench-data");
+    let small_file = sync_runs::customers_file(&data, SMALL_RUN)?;
+    let large_file = sync_runs::customers_file(&data, LARGE_RUN)?;
+
+    let segment = FakeSegment::builder().counts_only().start().await;
+    let commercetools = FakeCommercetools::generated(SMALL_RUN, DEFAULT_SEED).await;
+    let scratch = tempfile::Builder::new()
+        .prefix("run-")
+        .tempdir_in(&data)
+        .context("cannot make a scratch folder")?;
+    let env = ChildEnv::new(scratch.path().to_owned(), &segment, &commercetools);
+
+    for run in [
+        (SMALL_RUN, small_file.as_path(), "small"),
+        (LARGE_RUN, large_file.as_path(), "large"),
+    ] {
+        sync_runs::from_file(binary, &env, &segment, run, table).await;
+    }
+    sync_runs::fake_page_building(&commercetools, SMALL_RUN, table).await;
+    sync_runs::from_api(binary, &env, &segment, SMALL_RUN, table).await;
+    webhook::run(binary, &env, table).await;
+    drop(scratch);
+    Ok(())
+}

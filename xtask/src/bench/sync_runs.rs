@@ -1,0 +1,270 @@
+//! (c)–(f) `segment-sync sync` runs: from generated NDJSON files and from the
+//! fake commercetools API, each against the fake Segment.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use segment_sync_testkit::fake_commercetools::FakeCommercetools;
+use segment_sync_testkit::fake_segment::FakeSegment;
+use segment_sync_testkit::generate::{self, DEFAULT_SEED, GENERATOR_VERSION};
+
+use super::process::{measure, ChildEnv};
+use super::table::{mib, per_second, thousands, Met, Table};
+
+/// Bounds a run, so that the whole bench stays within minutes even when the binary is slow.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The NDJSON file of `count` generated customers, written once and reused.
+pub fn customers_file(data: &Path, count: u64) -> Result<PathBuf> {
+    let path = data.join(format!(
+        "customers-{count}-seed{DEFAULT_SEED}-v{GENERATOR_VERSION}.ndjson"
+    ));
+    if !path.exists() {
+        eprintln!(
+            "generating {} customers into {}",
+            thousands(count),
+            path.display()
+        );
+        let partial = path.with_extension("partial");
+        generate::write_ndjson(&partial, count, DEFAULT_SEED)
+            .with_context(|| format!("cannot write {}", partial.display()))?;
+        fs::rename(&partial, &path).context("cannot move the generated file in place")?;
+    }
+    Ok(path)
+}
+
+/// `sync --input <file>`: a throughput row and a peak-RSS row.
+pub async fn from_file(
+    binary: Result<&Path, &str>,
+    env: &ChildEnv,
+    segment: &FakeSegment,
+    (count, file, name): (u64, &Path, &str),
+    table: &mut Table,
+) {
+    let label = format!("sync --input, {} customers", thousands(count));
+    let rss_label = format!("peak RSS, sync --input {}", thousands(count));
+    let binary = match binary {
+        Ok(binary) => binary,
+        Err(why) => {
+            table.not_available(label, ">= 100,000/s", why);
+            table.not_available(rss_label, "<= 64 MiB", why);
+            return;
+        }
+    };
+    let mut command = env.command(binary, name);
+    command
+        .arg("sync")
+        .arg("--input")
+        .arg(file)
+        .arg("--json")
+        .arg("--state")
+        .arg(env.dir.join(format!("{name}.db")));
+    match run(command, env, name, segment).await {
+        Ok(run) => {
+            let rate = count as f64 / run.wall.as_secs_f64();
+            table.check(
+                label,
+                format!("{} ({})", per_second(rate), run.note(count)),
+                ">= 100,000/s",
+                rate >= 100_000.0 && run.complete(count),
+            );
+            table.rss(rss_label, run.peak_rss_kib, true);
+        }
+        Err(e) => {
+            let why = format!("{e:#}");
+            table.not_available(label, ">= 100,000/s", &why);
+            table.not_available(rss_label, "<= 64 MiB", &why);
+        }
+    }
+}
+
+/// `sync` from the fake commercetools API serving `count` generated customers.
+pub async fn from_api(
+    binary: Result<&Path, &str>,
+    env: &ChildEnv,
+    segment: &FakeSegment,
+    count: u64,
+    table: &mut Table,
+) {
+    let label = format!("sync from the API (fake), {} customers", thousands(count));
+    let binary = match binary {
+        Ok(binary) => binary,
+        Err(why) => return table.not_available(label, "-", why),
+    };
+    let mut command = env.command(binary, "api");
+    command
+        .args(["sync", "--json", "--state"])
+        .arg(env.dir.join("api.db"));
+    match run(command, env, "api", segment).await {
+        Ok(run) => {
+            let rate = count as f64 / run.wall.as_secs_f64();
+            let rss = run
+                .peak_rss_kib
+                .map_or("?".to_owned(), |kib| mib(kib as f64 * 1024.0));
+            table.add(
+                label,
+                format!("{} ({}, peak RSS {rss})", per_second(rate), run.note(count)),
+                "-",
+                Met::Neither,
+            );
+        }
+        Err(e) => table.not_available(label, "-", &format!("{e:#}")),
+    }
+}
+
+/// How fast the fake commercetools builds pages of its customers on one thread.
+/// It must outpace the API run it serves, or that row measures the fake.
+pub async fn fake_page_building(api: &FakeCommercetools, count: u64, table: &mut Table) {
+    const LABEL: &str = "fake API page building, 1 core";
+    const TARGET: &str = ">= 100,000/s";
+    let api = api.clone();
+    let measured = tokio::task::spawn_blocking(move || {
+        let pages = count.div_ceil(500).max(1);
+        let started = Instant::now();
+        let mut built = 0;
+        for page in 0..pages {
+            // Pages that start evenly over the id space: every customer about once.
+            let from = format!(r#"id >= "{:08x}""#, u64::from(u32::MAX) * page / pages);
+            let (status, body) =
+                api.query_answer(&[("limit", "500"), ("withTotal", "false"), ("where", &from)]);
+            if status != 200 {
+                return Err(format!("the fake answered {status}"));
+            }
+            built += page_count(&body).ok_or("a page without a count")?;
+        }
+        Ok((built, started.elapsed()))
+    })
+    .await;
+    match measured {
+        Ok(Ok((built, elapsed))) => {
+            let rate = built as f64 / elapsed.as_secs_f64();
+            table.check(
+                LABEL,
+                format!("{} ({} customers)", per_second(rate), thousands(built)),
+                TARGET,
+                rate >= 100_000.0,
+            );
+        }
+        Ok(Err(why)) => table.not_available(LABEL, TARGET, &why),
+        Err(e) => table.not_available(LABEL, TARGET, &format!("panicked: {e}")),
+    }
+}
+
+/// The `count` of a query answer, read from its opening (the fake writes it
+/// before the results) rather than by parsing the page.
+fn page_count(body: &[u8]) -> Option<u64> {
+    let head = std::str::from_utf8(&body[..body.len().min(128)]).ok()?;
+    let digits = head.split_once(r#""count":"#)?.1;
+    let end = digits.find(|c: char| !c.is_ascii_digit())?;
+    digits[..end].parse().ok()
+}
+
+/// What a finished `sync` did.
+struct SyncRun {
+    wall: Duration,
+    peak_rss_kib: Option<u64>,
+    status: ExitStatus,
+    summary: serde_json::Value,
+    segment_messages: u64,
+}
+
+impl SyncRun {
+    fn field(&self, name: &str) -> u64 {
+        self.summary[name].as_u64().unwrap_or(0)
+    }
+
+    /// Whether every customer was accounted for and Segment received what was sent.
+    fn complete(&self, count: u64) -> bool {
+        self.field("read") == count && self.field("sent") == self.segment_messages
+    }
+
+    fn note(&self, count: u64) -> String {
+        let mut note = format!(
+            "{:.2} s, read {}, sent {}, skipped {}",
+            self.wall.as_secs_f64(),
+            thousands(self.field("read")),
+            thousands(self.field("sent")),
+            thousands(self.field("skipped")),
+        );
+        if !self.status.success() {
+            let _ = write!(note, ", exit {}", self.status.code().unwrap_or(-1));
+        }
+        if self.field("read") != count {
+            let _ = write!(note, ", expected {}", thousands(count));
+        }
+        if self.field("sent") != self.segment_messages {
+            let _ = write!(note, ", Segment got {}", thousands(self.segment_messages));
+        }
+        note
+    }
+}
+
+async fn run(
+    command: Command,
+    env: &ChildEnv,
+    name: &str,
+    segment: &FakeSegment,
+) -> Result<SyncRun> {
+    let before = segment.message_count();
+    let measured = tokio::task::spawn_blocking(move || measure(command, SYNC_TIMEOUT))
+        .await
+        .context("the measuring thread panicked")??;
+    let segment_messages = segment.message_count() - before;
+    let stdout = env.output(name, "stdout");
+    let summary = stdout
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(serde_json::Value::is_object);
+    let Some(summary) = summary else {
+        bail!(
+            "exit {}, no JSON summary: {}",
+            measured.status.code().unwrap_or(-1),
+            env.last_error_line(name)
+        );
+    };
+    Ok(SyncRun {
+        wall: measured.wall,
+        peak_rss_kib: measured.peak_rss_kib,
+        status: measured.status,
+        summary,
+        segment_messages,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_fake_page_building_row_counts_every_customer_about_once() {
+        let api = FakeCommercetools::generated(5_000, DEFAULT_SEED).await;
+        let mut table = Table::default();
+        fake_page_building(&api, 5_000, &mut table).await;
+        let text = table.render();
+        let row = text.lines().nth(2).unwrap();
+        assert!(row.contains("fake API page building"), "{text}");
+        // Ten pages from evenly spread starts: the uniform ids put about 500
+        // customers between two starts, and a page holds at most 500.
+        let built: u64 = row
+            .split(" (")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .map(|n| n.replace(',', "").parse().unwrap())
+            .unwrap();
+        assert!((4_000..=5_000).contains(&built), "{text}");
+    }
+
+    #[test]
+    fn the_count_is_read_from_the_opening_of_a_page() {
+        assert_eq!(
+            page_count(br#"{"limit":500,"offset":0,"count":437,"results":[]}"#),
+            Some(437)
+        );
+        assert_eq!(page_count(br#"{"results":[]}"#), None);
+    }
+}
