@@ -40,6 +40,7 @@ pub async fn checklist(settings: &Settings) -> Vec<CheckLine> {
         "settings RUST_LOG, LOG_FORMAT, SEGMENT_SYNC_USER_ID valid",
         [errors_of(&settings.log), errors_of(&settings.user_id)],
     )];
+    lines.push(mapping_line(settings));
     lines.extend(segment_lines(&settings.segment).await);
     lines.extend(commercetools_lines(settings).await);
     lines.extend(state_lines(settings).await);
@@ -72,6 +73,29 @@ impl<'a> From<&'a CheckLine> for ListedCheck<'a> {
             ok: line.passed(),
             detail,
             fix,
+        }
+    }
+}
+
+fn mapping_line(settings: &Settings) -> CheckLine {
+    const WHAT: &str = "trait mapping valid";
+    match &settings.rules {
+        Ok(rules) if rules.mapping().is_empty() => {
+            CheckLine::pass(WHAT, "no mapping: the standard traits")
+        }
+        Ok(rules) => CheckLine::pass(WHAT, rules.mapping().summary()),
+        Err(errors) => {
+            let mapping: Vec<ConfigError> = errors
+                .0
+                .iter()
+                .filter(|e| matches!(e, ConfigError::Mapping(_) | ConfigError::MappingFile { .. }))
+                .cloned()
+                .collect();
+            if mapping.is_empty() {
+                CheckLine::fail(WHAT, "needs a valid SEGMENT_SYNC_USER_ID first")
+            } else {
+                settings_line(WHAT, [mapping.as_slice()])
+            }
         }
     }
 }

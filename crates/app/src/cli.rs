@@ -38,8 +38,9 @@ const SYNC_HELP: &str = "\
 Variables (environment, else .env; docs/configuration.md):
   SEGMENT_WRITE_KEY (not for --dry-run), SEGMENT_ENDPOINT, SEGMENT_MAX_ATTEMPTS,
   SEGMENT_MAX_IN_FLIGHT, SEGMENT_GZIP, SEGMENT_SYNC_USER_ID, SEGMENT_SYNC_STATE,
-  CTP_PROJECT_KEY, CTP_CLIENT_ID, CTP_CLIENT_SECRET, CTP_REGION or CTP_AUTH_URL
-  and CTP_API_URL, CTP_SCOPES (not with --input), RUST_LOG, LOG_FORMAT
+  SEGMENT_SYNC_MAPPING, CTP_PROJECT_KEY, CTP_CLIENT_ID, CTP_CLIENT_SECRET,
+  CTP_REGION or CTP_AUTH_URL and CTP_API_URL, CTP_SCOPES (not with --input),
+  RUST_LOG, LOG_FORMAT
 
 Exit codes:
   0    every customer sent, unchanged or skipped
@@ -59,6 +60,7 @@ Routes:
 Variables (environment, else .env; docs/configuration.md):
   WEBHOOK_TOKEN, PORT, SEGMENT_WRITE_KEY, SEGMENT_ENDPOINT, SEGMENT_MAX_ATTEMPTS,
   SEGMENT_MAX_IN_FLIGHT, SEGMENT_GZIP, SEGMENT_SYNC_USER_ID, SEGMENT_SYNC_STATE,
+  SEGMENT_SYNC_MAPPING,
   CTP_PROJECT_KEY, CTP_CLIENT_ID, CTP_CLIENT_SECRET, CTP_REGION or CTP_AUTH_URL
   and CTP_API_URL, CTP_SCOPES, RUST_LOG, LOG_FORMAT
 
@@ -93,6 +95,14 @@ pub struct StateArg {
     pub state: Option<String>,
 }
 
+/// Which trait mapping applies.
+#[derive(Debug, Clone, Default, Args)]
+pub struct MappingArg {
+    /// The trait mapping file (TOML) [env: SEGMENT_SYNC_MAPPING] [default: the standard traits]
+    #[arg(long, value_name = "PATH")]
+    pub mapping: Option<PathBuf>,
+}
+
 /// `segment-sync sync`.
 #[derive(Debug, Clone, Args)]
 pub struct SyncArgs {
@@ -114,6 +124,9 @@ pub struct SyncArgs {
     #[command(flatten)]
     /// The state database.
     pub state: StateArg,
+    #[command(flatten)]
+    /// The trait mapping.
+    pub mapping: MappingArg,
 }
 
 /// `segment-sync serve`.
@@ -128,6 +141,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     /// The state database.
     pub state: StateArg,
+    #[command(flatten)]
+    /// The trait mapping.
+    pub mapping: MappingArg,
 }
 
 /// `segment-sync dead-letters …`.
@@ -150,6 +166,9 @@ pub enum DeadLettersCommand {
         #[command(flatten)]
         /// The state database.
         state: StateArg,
+        #[command(flatten)]
+        /// The trait mapping (a replay sends the payloads as they were built).
+        mapping: MappingArg,
     },
 }
 
@@ -162,6 +181,9 @@ pub struct CheckArgs {
     #[command(flatten)]
     /// The state database.
     pub state: StateArg,
+    #[command(flatten)]
+    /// The trait mapping.
+    pub mapping: MappingArg,
 }
 
 /// `segment-sync runs`.

@@ -4,14 +4,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use segment_sync_domain::identify::IdentifyRules;
 use segment_sync_domain::sync::{DeadLetter, RunCounts, RunRecord};
-use segment_sync_domain::UserIdStrategy;
 use segment_sync_ports::{CustomerQuery, CustomerSource};
 use tokio::sync::watch;
 
 use crate::cli::{RunsArgs, ServeArgs, SyncArgs};
 use crate::output::{summary, Mode, Progress, Stdout};
-use crate::pipeline::{self, Abort, LiveCounts, Ports, Report, Request, DRAIN_TIMEOUT};
+use crate::pipeline::{
+    self, Abort, LiveCounts, Ports, Report, Request, SyncOptions, DRAIN_TIMEOUT,
+};
 use crate::serve::{self, ServeDeps, ServeOptions};
 use crate::service::{classify, Classified, SyncService};
 use crate::settings::{Settings, SourceSettings};
@@ -21,20 +23,20 @@ use crate::{Exit, Failure};
 /// `segment-sync sync`.
 pub async fn sync(args: &SyncArgs, settings: &Settings) -> Result<Exit, Failure> {
     if args.dry_run {
-        let (strategy, source) = Settings::require((&settings.user_id, &settings.source))?;
+        let (rules, source) = Settings::require((&settings.rules, &settings.source))?;
         let query = args
             .since
             .map_or(CustomerQuery::All, CustomerQuery::ChangedSince);
         let source = wiring::source(source)?.port;
-        return dry_run(source.as_ref(), query, *strategy, args.json).await;
+        return dry_run(source.as_ref(), query, rules, args.json).await;
     }
-    let (strategy, segment, source, state) = Settings::require((
-        &settings.user_id,
+    let (rules, segment, source_settings, state) = Settings::require((
+        &settings.rules,
         &settings.segment,
         &settings.source,
         &settings.state,
     ))?;
-    let source = wiring::source(source)?.port;
+    let source = wiring::source(source_settings)?.port;
     let ports = Ports {
         state: wiring::state(state)?.port,
         segment: wiring::segment(segment)?.port,
@@ -42,11 +44,15 @@ pub async fn sync(args: &SyncArgs, settings: &Settings) -> Result<Exit, Failure>
     let service = SyncService::new(
         Arc::clone(&ports.segment),
         Arc::clone(&ports.state),
-        *strategy,
+        rules.clone(),
     );
-    let request = Request {
-        full: args.full,
-        since: args.since,
+    let options = SyncOptions {
+        request: Request {
+            full: args.full,
+            since: args.since,
+        },
+        source_name: source_settings.to_string(),
+        drain_timeout: DRAIN_TIMEOUT,
     };
     let live = Arc::new(LiveCounts::default());
     let progress = Progress::start(Arc::clone(&live));
@@ -55,8 +61,7 @@ pub async fn sync(args: &SyncArgs, settings: &Settings) -> Result<Exit, Failure>
         source.as_ref(),
         &ports,
         &service,
-        request,
-        DRAIN_TIMEOUT,
+        &options,
         live,
         interrupt_on_signal(),
     )
@@ -67,11 +72,11 @@ pub async fn sync(args: &SyncArgs, settings: &Settings) -> Result<Exit, Failure>
 
 /// `segment-sync dead-letters replay`.
 pub async fn dead_letters_replay(json: bool, settings: &Settings) -> Result<Exit, Failure> {
-    let (strategy, segment, state) =
-        Settings::require((&settings.user_id, &settings.segment, &settings.state))?;
+    let (rules, segment, state) =
+        Settings::require((&settings.rules, &settings.segment, &settings.state))?;
     let segment = wiring::segment(segment)?.port;
     let state = wiring::state(state)?.port;
-    let service = SyncService::new(Arc::clone(&segment), Arc::clone(&state), *strategy);
+    let service = SyncService::new(Arc::clone(&segment), Arc::clone(&state), rules.clone());
     let ports = Ports { segment, state };
     let clock = Instant::now();
     let live = Arc::new(LiveCounts::default());
@@ -126,7 +131,7 @@ fn interrupt_on_signal() -> watch::Receiver<bool> {
 async fn dry_run(
     source: &dyn CustomerSource,
     query: CustomerQuery,
-    strategy: UserIdStrategy,
+    rules: &IdentifyRules,
     json: bool,
 ) -> Result<Exit, Failure> {
     let clock = Instant::now();
@@ -136,7 +141,7 @@ async fn dry_run(
     while let Some(page) = pages.next_page().await.map_err(fatal)? {
         for record in page.records {
             counts.read += 1;
-            match classify(record, strategy) {
+            match classify(record, rules) {
                 Classified::Message(message) => {
                     counts.sent += 1;
                     out.line(message.json())?;
@@ -294,8 +299,8 @@ fn seconds_between(start: &str, end: &str) -> Option<f64> {
 
 /// `segment-sync serve`: wires the adapters and serves until SIGTERM or SIGINT.
 pub async fn serve(args: &ServeArgs, settings: &Settings) -> Result<Exit, Failure> {
-    let (strategy, segment, commercetools, state, webhook) = Settings::require((
-        &settings.user_id,
+    let (rules, segment, commercetools, state, webhook) = Settings::require((
+        &settings.rules,
         &settings.segment,
         &settings.commercetools,
         &settings.state,
@@ -308,7 +313,7 @@ pub async fn serve(args: &ServeArgs, settings: &Settings) -> Result<Exit, Failur
     let segment = wiring::segment(&segment)?.port;
     let state = wiring::state(state)?.port;
     let deps = ServeDeps {
-        service: SyncService::new(Arc::clone(&segment), Arc::clone(&state), *strategy),
+        service: SyncService::new(Arc::clone(&segment), Arc::clone(&state), rules.clone()),
         segment,
         source: wiring::source(&SourceSettings::Api(Box::new(commercetools.clone())))?.port,
         state,

@@ -48,6 +48,10 @@ pub enum DeliveryError {
     /// The serialised message is over Segment's 32 KiB per-message limit.
     #[error("message over 32 KB")]
     PayloadTooLarge,
+    /// Another process (a webhook replica, another run) kept sending this customer
+    /// for longer than this one could wait; nothing was sent.
+    #[error("another process was delivering this customer")]
+    Busy,
     /// A status Segment does not document for the Tracking API (404, 413, …).
     #[error("{}", status_line(*status))]
     UnexpectedStatus {
@@ -70,6 +74,7 @@ impl DeliveryError {
             Self::EmptyUserId => "empty_user_id",
             Self::InvalidPayload => "invalid_payload",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::Busy => "busy",
             Self::UnexpectedStatus { .. } => "unexpected_status",
         }
     }

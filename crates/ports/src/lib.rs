@@ -22,8 +22,8 @@ pub use source::{
     SourceRecord,
 };
 pub use state::{
-    Claimed, Delivered, DeliveredRecord, DeliveredRow, RunLease, RunStart, Settlement, StateError,
-    SyncStateStore,
+    run_holder, Claimed, Delivered, DeliveredRecord, DeliveredRow, RunLease, RunStart, Settlement,
+    StateError, SyncStateStore, RUN_HOLDER_PREFIX,
 };
 
 #[cfg(any(test, feature = "mocks"))]

@@ -81,6 +81,16 @@ pub struct Settlement<'a> {
     pub holder: &'a str,
 }
 
+/// How a run names itself when it claims customers: `run #12`. One run at a time
+/// holds the state, so when a run begins, every claim of a holder so named belongs
+/// to a run that died, and [`SyncStateStore::begin_run`] releases it.
+pub fn run_holder(run_id: i64) -> String {
+    format!("{RUN_HOLDER_PREFIX}{run_id}")
+}
+
+/// The start of every run's holder name.
+pub const RUN_HOLDER_PREFIX: &str = "run #";
+
 /// What the process that starts a run says about itself, for the run history and
 /// for the message a second run gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,7 +218,8 @@ pub trait SyncStateStore: Send + Sync {
 
     /// Starts a run, unless another run holds the state
     /// ([`StateError::AnotherRun`]). Runs still marked running whose process is
-    /// gone are marked [`RunStatus::Abandoned`] first.
+    /// gone are marked [`RunStatus::Abandoned`] first, and the claims of runs (see
+    /// [`run_holder`]) are released.
     async fn begin_run(&self, start: RunStart) -> Result<RunLease, StateError>;
 
     /// Ends a run.

@@ -68,6 +68,14 @@ pub fn numbered_json(n: usize) -> Value {
     customer
 }
 
+/// The same customer without an email: skipped under the email strategy.
+pub fn without_email(mut customer: Value) -> Value {
+    if let Some(fields) = customer.as_object_mut() {
+        fields.remove("email");
+    }
+    customer
+}
+
 /// [`numbered_json`] as the domain type.
 pub fn numbered(n: usize) -> Customer {
     into_customer(numbered_json(n))

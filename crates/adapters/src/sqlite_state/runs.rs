@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use segment_sync_domain::sync::{RunCounts, RunRecord, RunStatus};
-use segment_sync_ports::{RunStart, StateError};
+use segment_sync_ports::{RunStart, StateError, RUN_HOLDER_PREFIX};
 
 use super::rows::{now_rfc3339, rfc3339, status_from_text, to_i64, to_u64, Failure};
 
@@ -82,6 +82,8 @@ pub(super) fn begin(conn: &mut Connection, start: &RunStart) -> Result<i64, Fail
     if abandoned > 0 {
         tracing::warn!(abandoned, "runs whose process died are marked abandoned");
     }
+    tx.prepare_cached("DELETE FROM claims WHERE substr(holder, 1, ?2) = ?1")?
+        .execute(params![RUN_HOLDER_PREFIX, RUN_HOLDER_PREFIX.len()])?;
     let id = tx
         .prepare_cached(
             "INSERT INTO runs (kind, started_at, status, source, holder)

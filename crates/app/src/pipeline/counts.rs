@@ -75,6 +75,13 @@ impl LiveCounts {
         }
     }
 
+    /// A customer another process kept for longer than the run would wait.
+    pub(super) fn busy(&self, customer_id: &str) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        self.log
+            .failed(customer_id, &segment_sync_domain::DeliveryError::Busy);
+    }
+
     /// The reason of the last failure, for the summary.
     pub fn last_failure(&self) -> Option<String> {
         self.log.last_failure()

@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use segment_sync_domain::sync::{RunCounts, RunStatus};
 use segment_sync_ports::{
-    CustomerSource, SegmentClient, SegmentError, SourceError, StateError, SyncStateStore,
+    CustomerSource, RunLease, RunStart, SegmentClient, SegmentError, SourceError, StateError,
+    SyncStateStore,
 };
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
@@ -94,6 +95,9 @@ pub struct Report {
     pub abort: Option<Abort>,
     /// Why the last customer that failed did, when one did.
     pub last_failure: Option<String>,
+    /// The identify rules (strategy, mapping) changed since the last run, so every
+    /// customer was compared: the sent ones are those the change affected.
+    pub rules_changed: bool,
 }
 
 impl Report {
@@ -107,95 +111,148 @@ impl Report {
     }
 }
 
-/// Runs one sync: plans it from the high-water mark, streams the source through
-/// the service until it is exhausted, a fatal error, or `interrupt` turns true,
-/// moves the mark when allowed, closes the Segment client and records the run.
-/// Every message handed to Segment has its outcome recorded before this returns.
+/// What a sync is asked to do, besides the ports it does it with.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// What the command line asked for.
+    pub request: Request,
+    /// What the source is, for the run history: `api`, or the export's name.
+    pub source_name: String,
+    /// How long the last flush may take.
+    pub drain_timeout: Duration,
+}
+
+/// Runs one sync: takes the state's run lease, plans the run from the high-water
+/// mark (and from whether the identify rules changed since the last run), streams
+/// the source through the service until it is exhausted, a fatal error, or
+/// `interrupt` turns true, moves the mark when allowed, closes the Segment client
+/// and records the run. Every message handed to Segment has its outcome recorded
+/// before this returns.
 pub async fn sync(
     source: &dyn CustomerSource,
     ports: &Ports,
     service: &SyncService,
-    request: Request,
-    drain_timeout: Duration,
+    options: &SyncOptions,
     live: Arc<LiveCounts>,
     mut interrupt: watch::Receiver<bool>,
 ) -> Result<Report, Abort> {
     let started_at = OffsetDateTime::now_utc();
+    let lease = ports
+        .state
+        .begin_run(RunStart {
+            kind: "sync".to_owned(),
+            started_at,
+            source: Some(options.source_name.clone()),
+            holder: service.process().to_owned(),
+        })
+        .await?;
+    let rules = service.rules().fingerprint();
+    let rules_changed = ports
+        .state
+        .rules_fingerprint()
+        .await?
+        .is_some_and(|last| last != rules);
     let mark = ports.state.high_water_mark().await?;
-    let plan = Plan::new(request, mark, source.capabilities().tracks_changes);
+    let request = options.request;
+    let plan = Plan::new(
+        request,
+        mark,
+        source.capabilities().tracks_changes,
+        rules_changed,
+    );
     tracing::info!(
         query = %plan.query,
         full = request.full,
         moves_mark = plan.moves_mark,
+        rules_changed,
         "sync starting"
     );
-    let run_id = ports.state.start_run("sync", started_at).await?;
+    let holder = segment_sync_ports::run_holder(lease.id());
+    let holder = holder.as_str();
     let fed = Arc::clone(&live);
     let (counts, abort) = drive(
         ports,
         service,
-        drain_timeout,
+        holder,
+        options.drain_timeout,
         Arc::clone(&live),
         |sent_tx, fatal| async move {
-            read::read_and_send(
-                source,
+            let feed = read::Feed {
                 service,
-                plan.query,
-                request.full,
-                &fed,
-                &fatal,
-                &sent_tx,
-                &mut interrupt,
-            )
-            .await
+                holder,
+                live: &fed,
+                fatal: &fatal,
+                sent_tx: &sent_tx,
+            };
+            read::read_and_send(source, &feed, plan.query, request.full, &mut interrupt).await
         },
     )
     .await;
-    if abort.is_none() && counts.failed == 0 && plan.moves_mark {
+    let covered = abort.is_none() && counts.failed == 0 && plan.moves_mark;
+    if covered {
         ports.state.set_high_water_mark(started_at).await?;
     }
-    finish(ports, run_id, &live, counts, abort, drain_timeout).await
+    if covered || (abort.is_none() && counts.failed == 0 && rules_changed) || mark.is_none() {
+        ports.state.set_rules_fingerprint(rules).await?;
+    }
+    let mut report = finish(ports, lease, &live, counts, abort, options.drain_timeout).await?;
+    report.rules_changed = rules_changed;
+    Ok(report)
 }
 
-/// Sends the failed dead letters again. Delivered ones leave the dead letters; the
-/// others stay with their attempts counted up. Rejected ones are left for a sync
-/// to resend once the customer's data is fixed.
+/// Sends the failed dead letters again, as a sync sends customers: one older than
+/// what Segment has is dropped as stale, one Segment has is unchanged. Delivered
+/// ones leave the dead letters; the others stay with their attempts counted up.
+/// Rejected ones are left for a sync to resend once the customer's data is fixed.
 pub async fn replay(
     ports: &Ports,
     service: &SyncService,
     drain_timeout: Duration,
     live: Arc<LiveCounts>,
 ) -> Result<Report, Abort> {
-    let run_id = ports
+    let lease = ports
         .state
-        .start_run("replay", OffsetDateTime::now_utc())
+        .begin_run(RunStart {
+            kind: "replay".to_owned(),
+            started_at: OffsetDateTime::now_utc(),
+            source: Some("dead letters".to_owned()),
+            holder: service.process().to_owned(),
+        })
         .await?;
+    let holder = segment_sync_ports::run_holder(lease.id());
+    let holder = holder.as_str();
     let fed = Arc::clone(&live);
     let (counts, abort) = drive(
         ports,
         service,
+        holder,
         drain_timeout,
         Arc::clone(&live),
-        |sent_tx, _fatal| async move {
+        |sent_tx, fatal| async move {
             let replay = service.replayable().await?;
             fed.read(replay.messages.len() as u64 + replay.unusable);
             fed.unusable(replay.unusable);
-            for message in replay.messages {
-                if sent_tx.send(service.submit(message).await?).await.is_err() {
-                    break;
-                }
-            }
-            Ok(())
+            let feed = read::Feed {
+                service,
+                holder,
+                live: &fed,
+                fatal: &fatal,
+                sent_tx: &sent_tx,
+            };
+            let mut never = watch::channel(false).1;
+            let decisions = service.decide_replay(replay.messages, holder).await?;
+            let busy = feed.send_decided(decisions, &mut never).await?;
+            read::send_busy(&feed, busy, &mut never).await
         },
     )
     .await;
-    finish(ports, run_id, &live, counts, abort, drain_timeout).await
+    finish(ports, lease, &live, counts, abort, drain_timeout).await
 }
 
 /// Closes the Segment client and records how the run ended.
 async fn finish(
     ports: &Ports,
-    run_id: i64,
+    lease: RunLease,
     live: &LiveCounts,
     counts: RunCounts,
     abort: Option<Abort>,
@@ -206,20 +263,23 @@ async fn finish(
     }
     live.finish();
     let report = Report {
-        run_id,
+        run_id: lease.id(),
         counts,
         abort,
         last_failure: live.last_failure(),
+        rules_changed: false,
     };
     ports
         .state
         .finish_run(
-            run_id,
+            report.run_id,
             report.status(),
             counts,
             report.abort.as_ref().map(ToString::to_string),
         )
         .await?;
+    // The lease ends only once the run's end is recorded.
+    drop(lease);
     Ok(report)
 }
 
@@ -229,6 +289,7 @@ async fn finish(
 async fn drive<F, Fut>(
     ports: &Ports,
     service: &SyncService,
+    holder: &str,
     drain_timeout: Duration,
     live: Arc<LiveCounts>,
     feed: F,
@@ -242,6 +303,7 @@ where
     let recorder = tokio::spawn(record::record_outcomes(
         sent_rx,
         service.clone(),
+        holder.to_owned(),
         Arc::clone(&live),
         Arc::clone(&fatal),
     ));

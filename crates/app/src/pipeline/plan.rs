@@ -29,12 +29,20 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The plan for `request`, given the current `mark` and whether the source is
-    /// the shop's live data (an export may be older than the last run: it is read
-    /// whole, the fingerprints decide, and it never moves the mark).
-    pub fn new(request: Request, mark: Option<OffsetDateTime>, tracks_changes: bool) -> Self {
+    /// The plan for `request`, given the current `mark`, whether the source is the
+    /// shop's live data (an export may be older than the last run: it is read
+    /// whole, the fingerprints decide, and it never moves the mark), and whether
+    /// the identify rules changed since the last run (then every customer is read
+    /// and compared, so that each profile the change affects is sent once).
+    pub fn new(
+        request: Request,
+        mark: Option<OffsetDateTime>,
+        tracks_changes: bool,
+        rules_changed: bool,
+    ) -> Self {
         let query = match (request.full, request.since, mark) {
             (true, _, _) => CustomerQuery::All,
+            (false, None, _) if rules_changed => CustomerQuery::All,
             (false, Some(since), _) => CustomerQuery::ChangedSince(since),
             (false, None, _) if !tracks_changes => CustomerQuery::All,
             (false, None, Some(mark)) => CustomerQuery::ChangedSince(mark - SAFETY_MARGIN),
@@ -59,14 +67,14 @@ mod tests {
 
     #[test]
     fn a_first_run_reads_everything_and_may_move_the_mark() {
-        let plan = Plan::new(Request::default(), None, true);
+        let plan = Plan::new(Request::default(), None, true, false);
         assert_eq!(plan.query, CustomerQuery::All);
         assert!(plan.moves_mark);
     }
 
     #[test]
     fn an_incremental_run_looks_back_a_margin_before_the_mark() {
-        let plan = Plan::new(Request::default(), Some(MARK), true);
+        let plan = Plan::new(Request::default(), Some(MARK), true, false);
         assert_eq!(
             plan.query,
             CustomerQuery::ChangedSince(MARK - SAFETY_MARGIN)
@@ -80,13 +88,20 @@ mod tests {
             since: Some(MARK + Duration::from_secs(60)),
             ..Request::default()
         };
-        assert!(!Plan::new(later, Some(MARK), true).moves_mark);
+        assert!(!Plan::new(later, Some(MARK), true, false).moves_mark);
         let earlier = Request {
             since: Some(MARK - Duration::from_secs(60)),
             ..Request::default()
         };
-        assert!(Plan::new(earlier, Some(MARK), true).moves_mark);
-        assert!(!Plan::new(earlier, None, true).moves_mark);
+        assert!(Plan::new(earlier, Some(MARK), true, false).moves_mark);
+        assert!(!Plan::new(earlier, None, true, false).moves_mark);
+    }
+
+    #[test]
+    fn changed_rules_read_everything_and_still_move_the_mark() {
+        let plan = Plan::new(Request::default(), Some(MARK), true, true);
+        assert_eq!(plan.query, CustomerQuery::All);
+        assert!(plan.moves_mark);
     }
 
     #[test]
@@ -95,12 +110,15 @@ mod tests {
             full: true,
             ..Request::default()
         };
-        assert_eq!(Plan::new(full, Some(MARK), true).query, CustomerQuery::All);
+        assert_eq!(
+            Plan::new(full, Some(MARK), true, false).query,
+            CustomerQuery::All
+        );
     }
 
     #[test]
     fn an_export_is_read_whole_and_never_moves_the_mark() {
-        let plan = Plan::new(Request::default(), Some(MARK), false);
+        let plan = Plan::new(Request::default(), Some(MARK), false, false);
         assert_eq!(plan.query, CustomerQuery::All);
         assert!(!plan.moves_mark);
         let since = Request {
@@ -108,9 +126,9 @@ mod tests {
             ..Request::default()
         };
         assert_eq!(
-            Plan::new(since, Some(MARK), false).query,
+            Plan::new(since, Some(MARK), false, false).query,
             CustomerQuery::ChangedSince(MARK)
         );
-        assert!(!Plan::new(since, Some(MARK), false).moves_mark);
+        assert!(!Plan::new(since, Some(MARK), false, false).moves_mark);
     }
 }

@@ -1,8 +1,11 @@
 //! The reading side of a run: pages read ahead on their own task, decided by the
-//! service, and what must be sent handed to Segment.
+//! service, and what must be sent handed to Segment. Customers another process is
+//! sending right now are kept aside and tried again once the walk is over.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use segment_sync_domain::Identify;
 use segment_sync_ports::{CustomerPages, CustomerQuery, CustomerSource, Page, SourceError};
 use tokio::sync::{mpsc, watch};
 
@@ -12,20 +15,82 @@ use crate::service::{Decision, InFlight, SyncService};
 /// Pages read ahead of the one being processed, besides the one the reader holds.
 const PAGES_AHEAD: usize = 1;
 
-#[allow(clippy::too_many_arguments)]
+/// How long a run waits, in all, for customers another process holds.
+const BUSY_PATIENCE: Duration = Duration::from_secs(30);
+
+/// What the reading side shares with the run.
+pub(super) struct Feed<'a> {
+    pub(super) service: &'a SyncService,
+    pub(super) holder: &'a str,
+    pub(super) live: &'a LiveCounts,
+    pub(super) fatal: &'a AtomicBool,
+    pub(super) sent_tx: &'a mpsc::Sender<InFlight>,
+}
+
+impl Feed<'_> {
+    /// Counts the decisions and sends what must be sent; returns the customers
+    /// another process holds. An interrupt gives up only the wait for room in
+    /// Segment's queue: once a message is queued its outcome is recorded.
+    pub(super) async fn send_decided(
+        &self,
+        decisions: Vec<Decision>,
+        interrupt: &mut watch::Receiver<bool>,
+    ) -> Result<Vec<Identify>, Abort> {
+        let mut messages = Vec::new();
+        let mut busy = Vec::new();
+        for decision in decisions {
+            match decision {
+                Decision::Send(message) => messages.push(message),
+                Decision::Unchanged { .. } | Decision::Stale { .. } => self.live.unchanged(),
+                Decision::Busy(message) => busy.push(message),
+                Decision::Skipped {
+                    customer_id,
+                    reason,
+                } => self.live.skipped(&customer_id, &reason),
+                Decision::Rejected { customer_id, error } => {
+                    self.live.rejected(&customer_id, &error);
+                }
+            }
+        }
+        let mut messages = messages.into_iter();
+        while let Some(message) = messages.next() {
+            let submitted = tokio::select! {
+                submitted = self.service.submit(message.clone()) => submitted.map_err(Abort::from),
+                () = interrupted(interrupt) => Err(Abort::Interrupted),
+            };
+            let in_flight = match submitted {
+                Ok(in_flight) => in_flight,
+                Err(abort) => {
+                    // Never handed over: released, and read again by the next run.
+                    let mut left: Vec<Identify> = vec![message];
+                    left.extend(messages);
+                    left.extend(busy);
+                    self.live.unread(left.len() as u64);
+                    self.service.release(&left, self.holder).await?;
+                    return Err(abort);
+                }
+            };
+            if self.sent_tx.send(in_flight).await.is_err() {
+                // The recorder stopped on a state error; it reports it.
+                self.live.unread(messages.len() as u64);
+                return Ok(Vec::new());
+            }
+        }
+        Ok(busy)
+    }
+}
+
 pub(super) async fn read_and_send(
     source: &dyn CustomerSource,
-    service: &SyncService,
+    feed: &Feed<'_>,
     query: CustomerQuery,
     resend_unchanged: bool,
-    live: &LiveCounts,
-    fatal: &AtomicBool,
-    sent_tx: &mpsc::Sender<InFlight>,
     interrupt: &mut watch::Receiver<bool>,
 ) -> Result<(), Abort> {
     let mut pages = read_ahead(source.customers(query).await?);
+    let mut busy = Vec::new();
     loop {
-        if fatal.load(Ordering::SeqCst) {
+        if feed.fatal.load(Ordering::SeqCst) {
             return Err(Abort::InvalidWriteKey);
         }
         let page = tokio::select! {
@@ -36,42 +101,44 @@ pub(super) async fn read_and_send(
             () = interrupted(interrupt) => return Err(Abort::Interrupted),
         };
         let Some(page) = page else { break };
-        live.read(page.records.len() as u64);
+        feed.live.read(page.records.len() as u64);
+        let decisions = feed
+            .service
+            .decide(page.records, resend_unchanged, feed.holder)
+            .await?;
+        busy.extend(feed.send_decided(decisions, interrupt).await?);
+    }
+    send_busy(feed, busy, interrupt).await
+}
 
-        let mut messages = Vec::new();
-        for decision in service.decide(page.records, resend_unchanged).await? {
-            match decision {
-                Decision::Send(message) => messages.push(message),
-                Decision::Unchanged { .. } => live.unchanged(),
-                Decision::Skipped {
-                    customer_id,
-                    reason,
-                } => live.skipped(&customer_id, &reason),
-                Decision::Rejected { customer_id, error } => live.rejected(&customer_id, &error),
-            }
+/// Tries the customers other processes held again, waiting longer between rounds,
+/// for at most [`BUSY_PATIENCE`]; those still held count as failed (a dead letter
+/// each) so that the high-water mark stays and the next run reads them.
+pub(super) async fn send_busy(
+    feed: &Feed<'_>,
+    mut busy: Vec<Identify>,
+    interrupt: &mut watch::Receiver<bool>,
+) -> Result<(), Abort> {
+    let give_up = tokio::time::Instant::now() + BUSY_PATIENCE;
+    let mut wait = Duration::from_millis(100);
+    while !busy.is_empty() && tokio::time::Instant::now() < give_up {
+        tracing::info!(
+            customers = busy.len(),
+            "customers another process is sending; trying them again"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = interrupted(interrupt) => return Err(Abort::Interrupted),
         }
-        let mut messages = messages.into_iter();
-        while let Some(message) = messages.next() {
-            // Only the wait for room in Segment's queue is given up on an
-            // interrupt: once a message is queued its outcome is recorded.
-            let submitted = tokio::select! {
-                submitted = service.submit(message) => submitted.map_err(Abort::from),
-                () = interrupted(interrupt) => Err(Abort::Interrupted),
-            };
-            let in_flight = match submitted {
-                Ok(in_flight) => in_flight,
-                Err(abort) => {
-                    // Never handed over: read again by the next run.
-                    live.unread(1 + messages.len() as u64);
-                    return Err(abort);
-                }
-            };
-            if sent_tx.send(in_flight).await.is_err() {
-                // The recorder stopped on a state error; it reports it.
-                live.unread(messages.len() as u64);
-                return Ok(());
-            }
+        wait = (wait * 2).min(Duration::from_secs(5));
+        let decisions = feed.service.decide_replay(busy, feed.holder).await?;
+        busy = feed.send_decided(decisions, interrupt).await?;
+    }
+    if !busy.is_empty() {
+        for message in &busy {
+            feed.live.busy(message.customer_id());
         }
+        feed.service.give_up_busy(&busy).await?;
     }
     Ok(())
 }
@@ -96,7 +163,7 @@ fn read_ahead(
 }
 
 /// Resolves once the interrupt flag is up; never when its sender is gone.
-async fn interrupted(interrupt: &mut watch::Receiver<bool>) {
+pub(super) async fn interrupted(interrupt: &mut watch::Receiver<bool>) {
     if interrupt.wait_for(|up| *up).await.is_err() {
         std::future::pending::<()>().await;
     }

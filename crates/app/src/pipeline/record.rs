@@ -19,6 +19,7 @@ const RECORD_CHUNK: usize = 512;
 pub(super) async fn record_outcomes(
     mut sent_rx: mpsc::Receiver<InFlight>,
     service: SyncService,
+    holder: String,
     live: Arc<LiveCounts>,
     fatal: Arc<AtomicBool>,
 ) -> Result<(), StateError> {
@@ -27,7 +28,7 @@ pub(super) async fn record_outcomes(
         let next = match sent_rx.try_recv() {
             Ok(in_flight) => Some(in_flight),
             Err(mpsc::error::TryRecvError::Empty) => {
-                write(&service, &mut settled).await?;
+                write(&service, &holder, &mut settled).await?;
                 sent_rx.recv().await
             }
             Err(mpsc::error::TryRecvError::Disconnected) => None,
@@ -41,17 +42,21 @@ pub(super) async fn record_outcomes(
         }
         settled.push(one);
         if settled.len() >= RECORD_CHUNK {
-            write(&service, &mut settled).await?;
+            write(&service, &holder, &mut settled).await?;
         }
     }
-    write(&service, &mut settled).await
+    write(&service, &holder, &mut settled).await
 }
 
-async fn write(service: &SyncService, settled: &mut Vec<Settled>) -> Result<(), StateError> {
+async fn write(
+    service: &SyncService,
+    holder: &str,
+    settled: &mut Vec<Settled>,
+) -> Result<(), StateError> {
     if settled.is_empty() {
         return Ok(());
     }
-    service.record(settled).await?;
+    service.record(settled, holder).await?;
     settled.clear();
     Ok(())
 }

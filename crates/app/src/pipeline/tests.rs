@@ -46,7 +46,8 @@ impl World {
     fn parts(&self, segment: &Arc<MemorySegment>) -> (Ports, SyncService) {
         let segment: Arc<dyn SegmentClient> = segment.clone();
         let state: Arc<dyn SyncStateStore> = self.state.clone();
-        let service = SyncService::new(segment.clone(), state.clone(), UserIdStrategy::Email);
+        let service =
+            SyncService::new(segment.clone(), state.clone(), UserIdStrategy::Email.into());
         (Ports { segment, state }, service)
     }
 
@@ -62,8 +63,7 @@ impl World {
             self.source.as_ref(),
             &ports,
             &service,
-            request,
-            DRAIN,
+            &options(request),
             live,
             interrupt,
         )
@@ -80,6 +80,14 @@ impl World {
         replay(&ports, &service, DRAIN, Arc::new(LiveCounts::default()))
             .await
             .expect("the replay starts and ends")
+    }
+}
+
+fn options(request: Request) -> SyncOptions {
+    SyncOptions {
+        request,
+        source_name: "memory".to_owned(),
+        drain_timeout: DRAIN,
     }
 }
 
@@ -236,8 +244,7 @@ async fn recording_that_outlasts_the_drain_timeout_aborts_the_run_and_keeps_the_
         world.source.as_ref(),
         &ports,
         &service,
-        Request::default(),
-        DRAIN,
+        &options(Request::default()),
         Arc::new(LiveCounts::default()),
         never(),
     )

@@ -40,6 +40,8 @@ pub(super) const MAX_WORKERS: usize = 1_024;
 pub(super) enum Reply {
     Delivered,
     Unchanged,
+    /// Older than what Segment has: nothing sent.
+    Stale,
     Skipped(SkipReason),
     /// Can never be delivered as it is; it is in the dead letters. Answered 400,
     /// as the contract says, for a body that can never be processed.
@@ -67,6 +69,7 @@ pub(super) fn reply(reply: Reply) -> Response {
             Some(json!({"status": "unchanged"})),
             "unchanged",
         ),
+        Reply::Stale => (StatusCode::OK, Some(json!({"status": "stale"})), "stale"),
         Reply::Skipped(reason) => (
             StatusCode::OK,
             Some(json!({"status": "skipped", "reason": reason.to_string()})),
@@ -208,6 +211,13 @@ async fn deliver(deps: &ServeDeps, customer: Customer) -> Reply {
         Ok(Delivery::Unchanged) => {
             tracing::info!(customer_id, "customer unchanged since last delivered");
             Reply::Unchanged
+        }
+        Ok(Delivery::Stale) => {
+            tracing::info!(
+                customer_id,
+                "Segment has a newer version of the customer; nothing sent"
+            );
+            Reply::Stale
         }
         Ok(Delivery::Skipped(reason)) => {
             tracing::info!(customer_id, %reason, "customer skipped");

@@ -254,7 +254,11 @@ impl Holders {
     }
 
     fn next(&self) -> String {
-        format!("{} #{}", self.process, self.next.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{} #{}",
+            self.process,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
     }
 }
 
@@ -292,11 +296,6 @@ impl SyncService {
         &self.holders.process
     }
 
-    /// A holder name for one run's claims.
-    pub fn run_holder(&self) -> String {
-        self.holders.next()
-    }
-
     /// Decides a page of records for `holder`, with one claim-and-lookup in the
     /// state and one record of what needs no sending (rejected records' dead
     /// letters; unchanged customers' versions, which drops their older dead
@@ -330,14 +329,20 @@ impl SyncService {
                 _ => None,
             })
             .collect();
-        let claimed = self.state.claim(&ids, holder, claim_for).await?;
+        let claimed = if ids.is_empty() {
+            Default::default()
+        } else {
+            self.state.claim(&ids, holder, claim_for).await?
+        };
         let busy: std::collections::HashSet<&String> = claimed.busy.iter().collect();
         let mut decisions = Vec::with_capacity(classified.len());
         let mut letters = Vec::new();
         let mut settled_now = Vec::new();
         for one in classified {
             decisions.push(match one {
-                Classified::Message(message) if busy.contains(&message.customer_id().to_owned()) => {
+                Classified::Message(message)
+                    if busy.contains(&message.customer_id().to_owned()) =>
+                {
                     Decision::Busy(message)
                 }
                 Classified::Message(message) => {
@@ -391,14 +396,16 @@ impl SyncService {
             .iter()
             .map(|(message, _)| message.customer_id().to_owned())
             .collect();
-        self.state
-            .settle(Settlement {
-                delivered: &delivered,
-                dead_letters: &letters,
-                release: &release,
-                holder,
-            })
-            .await?;
+        if !(release.is_empty() && letters.is_empty()) {
+            self.state
+                .settle(Settlement {
+                    delivered: &delivered,
+                    dead_letters: &letters,
+                    release: &release,
+                    holder,
+                })
+                .await?;
+        }
         Ok(decisions)
     }
 
@@ -467,6 +474,26 @@ impl SyncService {
             .await
     }
 
+    /// Records customers that stayed busy for longer than a run would wait as
+    /// failed dead letters (nothing was sent): a later run or a replay sends them
+    /// if they are still the newest.
+    pub async fn give_up_busy(&self, messages: &[Identify]) -> Result<(), StateError> {
+        let letters: Vec<DeadLetter> = messages
+            .iter()
+            .map(|message| DeadLetter {
+                fingerprint: Some(message.fingerprint().to_hex()),
+                version: Some(message.version()),
+                ..dead_letter(
+                    message.customer_id(),
+                    DeadLetterKind::Failed,
+                    &DeliveryError::Busy,
+                    Some(message.json().to_owned()),
+                )
+            })
+            .collect();
+        self.state.add_dead_letters(&letters).await
+    }
+
     /// The failed dead letters' messages, to decide and send again. Rejected
     /// letters stay for a sync to resend once the customer's data is fixed; a
     /// failed letter whose payload can no longer be sent becomes a rejected one.
@@ -515,7 +542,10 @@ impl SyncService {
     /// process holds the customer; while one does, it waits a little for it.
     pub async fn deliver(&self, customer: Customer) -> Result<Delivery, ServiceError> {
         let holder = self.holders.next();
-        let mut classified = Some(classify(SourceRecord::Customer(Box::new(customer)), &self.rules));
+        let mut classified = Some(classify(
+            SourceRecord::Customer(Box::new(customer)),
+            &self.rules,
+        ));
         let mut wait = Duration::from_millis(20);
         let patience = tokio::time::Instant::now() + BUSY_PATIENCE;
         let message = loop {
@@ -543,7 +573,8 @@ impl SyncService {
         let in_flight = match self.submit(message.clone()).await {
             Ok(in_flight) => in_flight,
             Err(error) => {
-                self.release(std::slice::from_ref(&message), &holder).await?;
+                self.release(std::slice::from_ref(&message), &holder)
+                    .await?;
                 return Err(error.into());
             }
         };

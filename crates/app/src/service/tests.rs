@@ -33,7 +33,7 @@ fn state() -> Arc<SqliteStateStore> {
 }
 
 fn service(segment: MockSegmentClient, state: Arc<dyn SyncStateStore>) -> SyncService {
-    SyncService::new(Arc::new(segment), state, UserIdStrategy::Email)
+    SyncService::new(Arc::new(segment), state, UserIdStrategy::Email.into())
 }
 
 #[tokio::test]
@@ -138,7 +138,8 @@ async fn a_customer_without_email_is_skipped_without_asking_anyone() {
     let mut segment = MockSegmentClient::new();
     segment.expect_identify().never();
     let mut state = MockSyncStateStore::new();
-    state.expect_delivered_fingerprints().never();
+    state.expect_claim().never();
+    state.expect_settle().never();
     let mut no_email = customer("c1", "A");
     no_email.email = None;
     let outcome = service(segment, Arc::new(state))
@@ -152,13 +153,10 @@ async fn a_customer_without_email_is_skipped_without_asking_anyone() {
 async fn one_customer_costs_at_most_two_round_trips_to_the_state() {
     let mut state = MockSyncStateStore::new();
     state
-        .expect_delivered_fingerprints()
+        .expect_claim()
         .times(1)
-        .returning(|_| Ok(Default::default()));
-    state
-        .expect_record_delivered()
-        .times(1)
-        .returning(|_| Ok(()));
+        .returning(|_, _, _| Ok(Default::default()));
+    state.expect_settle().times(1).returning(|_| Ok(()));
     let outcome = service(segment_answering(Outcome::Delivered), Arc::new(state))
         .deliver(customer("c1", "A"))
         .await
@@ -193,15 +191,17 @@ async fn decisions_keep_the_records_order_and_resending_ignores_what_segment_has
                 Decision::Unchanged { .. } => "unchanged",
                 Decision::Skipped { .. } => "skipped",
                 Decision::Rejected { .. } => "rejected",
+                Decision::Stale { .. } => "stale",
+                Decision::Busy(_) => "busy",
             })
             .collect()
     };
     assert_eq!(
-        kinds(delivering.decide(records(), false).await.unwrap()),
+        kinds(delivering.decide(records(), false, "test").await.unwrap()),
         ["send", "unchanged", "skipped", "rejected"]
     );
     assert_eq!(
-        kinds(delivering.decide(records(), true).await.unwrap()),
+        kinds(delivering.decide(records(), true, "test").await.unwrap()),
         ["send", "send", "skipped", "rejected"]
     );
     let letters = state.dead_letters().await.unwrap();

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use secrecy::SecretString;
 use segment_sync_adapters::commercetools::{region_urls, CommercetoolsConfig};
 use segment_sync_adapters::segment::{SegmentConfig, DEFAULT_ENDPOINT};
+use segment_sync_domain::identify::IdentifyRules;
 use segment_sync_domain::identity::UnknownStrategy;
 use segment_sync_domain::{UserIdStrategy, WriteKey, WriteKeyError};
 
@@ -74,6 +75,17 @@ pub enum ConfigError {
     /// The `.env` file exists but cannot be read.
     #[error("cannot read .env: {0}")]
     DotEnv(String),
+    /// The mapping file cannot be read.
+    #[error("cannot read the mapping file {path}: {reason}")]
+    MappingFile {
+        /// The path given.
+        path: String,
+        /// The system's reason.
+        reason: String,
+    },
+    /// A problem in the mapping file, with its file, line and key.
+    #[error("{0}")]
+    Mapping(String),
 }
 
 /// Every problem a command's configuration has, one per line.
@@ -178,6 +190,8 @@ pub struct Flags {
     pub listen: Option<SocketAddr>,
     /// `--allow-unauthenticated`.
     pub allow_unauthenticated: bool,
+    /// `--mapping`: the trait mapping file.
+    pub mapping: Option<PathBuf>,
 }
 
 impl Flags {
@@ -188,25 +202,34 @@ impl Flags {
             Command::Sync(args) => Self {
                 input: args.input.clone(),
                 state: state(&args.state),
+                mapping: args.mapping.mapping.clone(),
                 ..Self::default()
             },
             Command::Serve(args) => Self {
                 state: state(&args.state),
                 listen: args.listen,
                 allow_unauthenticated: args.allow_unauthenticated,
+                mapping: args.mapping.mapping.clone(),
                 ..Self::default()
             },
-            Command::DeadLetters(
-                DeadLettersCommand::List { state: arg, .. }
-                | DeadLettersCommand::Replay { state: arg, .. },
-            ) => Self {
+            Command::DeadLetters(DeadLettersCommand::List { state: arg, .. }) => Self {
                 state: state(arg),
+                ..Self::default()
+            },
+            Command::DeadLetters(DeadLettersCommand::Replay {
+                state: arg,
+                mapping,
+                ..
+            }) => Self {
+                state: state(arg),
+                mapping: mapping.mapping.clone(),
                 ..Self::default()
             },
             // `check` judges the webhook's settings by what they hold: running
             // without a token is `serve`'s flag to give, not a setting to fix.
             Command::Check(args) => Self {
                 state: state(&args.state),
+                mapping: args.mapping.mapping.clone(),
                 allow_unauthenticated: true,
                 ..Self::default()
             },
@@ -248,6 +271,17 @@ pub enum SourceSettings {
     Stdin,
 }
 
+impl fmt::Display for SourceSettings {
+    /// `api`, `file customers.ndjson` or `stdin`, as the run history names it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Api(_) => f.write_str("api"),
+            Self::File(path) => write!(f, "file {}", path.display()),
+            Self::Stdin => f.write_str("stdin"),
+        }
+    }
+}
+
 /// Where the state is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -281,6 +315,9 @@ pub struct Settings {
     pub log: Parsed<LogSettings>,
     /// `SEGMENT_SYNC_USER_ID`.
     pub user_id: Parsed<UserIdStrategy>,
+    /// How messages are built: the `userId` strategy, and the mapping file of
+    /// `--mapping`, else `SEGMENT_SYNC_MAPPING` (none: the standard traits).
+    pub rules: Parsed<IdentifyRules>,
     /// The Segment client: `SEGMENT_WRITE_KEY`, `SEGMENT_ENDPOINT` and its tuning.
     pub segment: Parsed<SegmentConfig>,
     /// The commercetools API: `CTP_*`.
@@ -297,9 +334,11 @@ impl Settings {
     /// Parses every section from the environment and the flags.
     pub fn parse(env: &Env, flags: &Flags) -> Self {
         let commercetools = commercetools(env);
+        let user_id = user_id(env);
         Self {
             log: log(env),
-            user_id: user_id(env),
+            rules: rules(env, flags, &user_id),
+            user_id,
             segment: segment(env),
             source: source(flags, &commercetools),
             commercetools,
@@ -419,6 +458,34 @@ fn user_id(env: &Env) -> Parsed<UserIdStrategy> {
         })
     }));
     errors.section(|| strategy)
+}
+
+fn rules(env: &Env, flags: &Flags, user_id: &Parsed<UserIdStrategy>) -> Parsed<IdentifyRules> {
+    let path = match &flags.mapping {
+        Some(flag) => Some(flag.clone()),
+        None => env.get("SEGMENT_SYNC_MAPPING")?.map(PathBuf::from),
+    };
+    let strategy = match user_id {
+        Ok(strategy) => *strategy,
+        Err(errors) => return Err(errors.clone()),
+    };
+    let Some(path) = path else {
+        return Ok(IdentifyRules::from(strategy));
+    };
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::MappingFile {
+        path: shown.clone(),
+        reason: e.to_string(),
+    })?;
+    IdentifyRules::from_toml(strategy, &text, &shown).map_err(|errors| {
+        ConfigErrors(
+            errors
+                .errors()
+                .iter()
+                .map(|e| ConfigError::Mapping(e.to_string()))
+                .collect(),
+        )
+    })
 }
 
 fn segment(env: &Env) -> Parsed<SegmentConfig> {

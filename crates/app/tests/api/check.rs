@@ -24,7 +24,7 @@ async fn all_good_prints_only_ticks_and_exits_0() {
     assert_eq!(output.status.code(), Some(0), "{text}{}", stderr(&output));
     assert_eq!(
         text.lines().filter(|l| l.starts_with('✓')).count(),
-        7,
+        8,
         "{text}"
     );
     assert!(!text.contains('✗'));

@@ -12,7 +12,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn a_dry_run_piped_into_head_ends_quietly_with_exit_0() {
     let app = App::new();
-    let customers: Vec<Value> = (0..20_000).map(|i| customer(i, 0)).collect();
+    let customers: Vec<Value> = numbered_jsons(20_000);
     let input = app.write_file("in.ndjson", &ndjson(&customers));
     let mut command = app.command(&["sync", "--input", input.to_str().unwrap(), "--dry-run"]);
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -41,7 +41,10 @@ async fn a_dry_run_piped_into_head_ends_quietly_with_exit_0() {
 #[tokio::test]
 async fn a_dry_run_with_json_ends_with_its_summary_and_says_would_send() {
     let app = App::new();
-    let input = app.write_file("in.ndjson", &ndjson(&[customer(1, 0), customer(2, 2)]));
+    let input = app.write_file(
+        "in.ndjson",
+        &ndjson(&[numbered_json(1), without_email(numbered_json(2))]),
+    );
     let output = app
         .run(&[
             "sync",
@@ -113,7 +116,7 @@ async fn dead_letters_list_json_shows_payloads_as_objects_and_kinds_in_lowercase
     let app = App::new()
         .with_fakes(&segment, None)
         .env("SEGMENT_MAX_ATTEMPTS", "1");
-    let input = app.write_file("in.ndjson", &ndjson(&[customer(1, 0)]));
+    let input = app.write_file("in.ndjson", &ndjson(&[numbered_json(1)]));
     let run = app.run(&["sync", "--input", input.to_str().unwrap()]).await;
     assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
 
@@ -132,7 +135,7 @@ async fn dead_letters_list_json_shows_payloads_as_objects_and_kinds_in_lowercase
 async fn runs_show_the_same_status_words_as_their_json_and_how_long_they_took() {
     let segment = FakeSegment::start(SegmentMode::Accept).await;
     let app = App::new().with_fakes(&segment, None);
-    let input = app.write_file("in.ndjson", &ndjson(&[customer(1, 0)]));
+    let input = app.write_file("in.ndjson", &ndjson(&[numbered_json(1)]));
     let run = app.run(&["sync", "--input", input.to_str().unwrap()]).await;
     assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
 
@@ -145,7 +148,7 @@ async fn runs_show_the_same_status_words_as_their_json_and_how_long_they_took() 
 #[tokio::test]
 async fn check_refuses_what_sync_refuses_and_speaks_json() {
     let segment = FakeSegment::start(SegmentMode::Accept).await;
-    let ctp = FakeCommercetools::start(vec![customer(1, 0)]).await;
+    let ctp = FakeCommercetools::start(vec![numbered_json(1)]).await;
     let app = App::new()
         .with_fakes(&segment, Some(&ctp))
         .env("SEGMENT_ENDPOINT", "ftp://x")
@@ -181,7 +184,7 @@ async fn check_refuses_what_sync_refuses_and_speaks_json() {
 #[tokio::test]
 async fn check_names_the_auth_url_when_the_auth_host_is_unreachable() {
     let segment = FakeSegment::start(SegmentMode::Accept).await;
-    let ctp = FakeCommercetools::start(vec![customer(1, 0)]).await;
+    let ctp = FakeCommercetools::start(vec![numbered_json(1)]).await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let unreachable = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
@@ -223,8 +226,8 @@ async fn each_customer_not_sent_is_logged_by_id_and_reason_up_to_a_limit() {
         .env("SEGMENT_MAX_ATTEMPTS", "1")
         .env("RUST_LOG", "info");
     // 250 without an email, 3 with one (which Segment will not take).
-    let mut customers: Vec<Value> = (0..250).map(|i| customer(i, 1)).collect();
-    customers.extend((1000..1003).map(|i| customer(i, 0)));
+    let mut customers: Vec<Value> = (0..250).map(|i| without_email(numbered_json(i))).collect();
+    customers.extend((1000..1003).map(numbered_json));
     let input = app.write_file("in.ndjson", &ndjson(&customers));
     let output = app.run(&["sync", "--input", input.to_str().unwrap()]).await;
     assert_eq!(output.status.code(), Some(1));

@@ -5,6 +5,7 @@ use std::process::{Command, Output, Stdio};
 
 pub use segment_sync_testkit::customers::{
     customer_created, ndjson, numbered_id, numbered_json, numbered_jsons, timestamp_now,
+    without_email,
 };
 pub use segment_sync_testkit::fake_commercetools::{
     AuthMode, FakeCommercetools, CLIENT_ID, CLIENT_SECRET, PROJECT,

@@ -39,14 +39,15 @@ async fn through_the_webhook_a_stale_dead_letter_goes_when_content_returns() {
 
 #[tokio::test]
 async fn through_sync_a_stale_dead_letter_goes_when_content_returns() {
-    let mut customer = customer(1, 0);
-    customer["lastModifiedAt"] = json!(now_rfc3339());
+    let mut customer = numbered_json(1);
+    customer["lastModifiedAt"] = json!(timestamp_now());
     let segment = FakeSegment::start(SegmentMode::Accept).await;
     let ctp = FakeCommercetools::start(vec![customer]).await;
     let app = App::new()
         .with_fakes(&segment, Some(&ctp))
         .env("SEGMENT_MAX_ATTEMPTS", "1");
-    let id = "cust-00000001";
+    let id = numbered_id(1);
+    let id = id.as_str();
 
     let first = app.run(&["sync", "--json"]).await;
     assert_eq!(summary(&first)["sent"], 1, "{}", stderr(&first));

@@ -12,11 +12,11 @@ use base64::Engine as _;
 use segment_sync::serve::{install_metrics, router_with_timeout, ServeDeps, WebhookToken};
 use segment_sync::service::SyncService;
 use segment_sync_domain::{Customer, UserIdStrategy};
+pub use segment_sync_testkit::customers::{customer, customer_created, customer_json};
 pub use segment_sync_testkit::memory::{
     Gate, MemorySegment, MemorySource, MemoryStateStore, SegmentBehaviour,
 };
 pub use segment_sync_testkit::DEADLINE;
-pub use segment_sync_testkit::customers::{customer, customer_created, customer_json};
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
 
@@ -136,7 +136,7 @@ pub fn deps(
     token: Option<&str>,
 ) -> ServeDeps {
     ServeDeps {
-        service: SyncService::new(segment.clone(), state.clone(), UserIdStrategy::Email),
+        service: SyncService::new(segment.clone(), state.clone(), UserIdStrategy::Email.into()),
         segment: segment.clone(),
         source: source.clone(),
         state: state.clone(),

@@ -760,7 +760,8 @@ pub async fn one_run_at_a_time_holds_the_state(store: &dyn SyncStateStore) {
 }
 
 /// A run whose lease was dropped while it was still running (its process died) is
-/// marked abandoned when the next run begins.
+/// marked abandoned when the next run begins, and its claims are released; other
+/// holders' claims are not.
 pub async fn a_run_whose_lease_was_dropped_unfinished_is_abandoned(store: &dyn SyncStateStore) {
     let killed = ok(
         "begin_run",
@@ -769,6 +770,17 @@ pub async fn a_run_whose_lease_was_dropped_unfinished_is_abandoned(store: &dyn S
             .await,
     );
     let killed_id = killed.id();
+    let run_claims = segment_sync_ports::run_holder(killed_id);
+    ok(
+        "claim",
+        store.claim(&strings(["a"]), &run_claims, LONG).await,
+    );
+    ok(
+        "claim",
+        store
+            .claim(&strings(["b"]), "a webhook request", LONG)
+            .await,
+    );
     drop(killed);
     let next = ok(
         "begin_run",
@@ -785,6 +797,15 @@ pub async fn a_run_whose_lease_was_dropped_unfinished_is_abandoned(store: &dyn S
             .find(|run| run.id == killed_id)
             .is_some_and(|run| run.finished_at.is_some()),
         "an abandoned run has an end"
+    );
+    let after = ok(
+        "claim",
+        store.claim(&strings(["a", "b"]), "next run", LONG).await,
+    );
+    assert_eq!(
+        after.busy,
+        ["b"],
+        "the dead run's claim went; the request's stays"
     );
 }
 

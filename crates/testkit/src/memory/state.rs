@@ -10,7 +10,7 @@ use segment_sync_domain::sync::{DeadLetter, RunCounts, RunRecord, RunStatus};
 use segment_sync_domain::Fingerprint;
 use segment_sync_ports::{
     Claimed, DeliveredRecord, DeliveredRow, RunLease, RunStart, Settlement, StateError,
-    SyncStateStore,
+    SyncStateStore, RUN_HOLDER_PREFIX,
 };
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
@@ -458,6 +458,8 @@ impl SyncStateStore for MemoryStateStore {
                 run.status = RunStatus::Abandoned;
                 run.finished_at = Some(now.clone());
             }
+            held.claims
+                .retain(|_, (holder, _)| !holder.starts_with(RUN_HOLDER_PREFIX));
             held.push_run(
                 doing,
                 RunRecord {
