@@ -11,7 +11,7 @@ use axum::Router;
 use base64::Engine as _;
 use segment_sync::serve::{install_metrics, router_with_timeout, ServeDeps, WebhookToken};
 use segment_sync::service::SyncService;
-use segment_sync_domain::{Customer, UserIdStrategy};
+use segment_sync_domain::UserIdStrategy;
 pub use segment_sync_testkit::customers::{customer, customer_created, customer_json};
 pub use segment_sync_testkit::memory::{
     Gate, MemorySegment, MemorySource, MemoryStateStore, SegmentBehaviour,

@@ -154,7 +154,7 @@ fn customer(n: usize, last_modified_at: &str) -> String {
         "addresses": [{"id": "a1", "streetName": "St James's Square", "city": "London",
                        "postalCode": "SW1Y 4JH", "country": "GB"}],
         "defaultBillingAddressId": "a1",
-        "isEmailVerified": n % 2 == 0,
+        "isEmailVerified": n.is_multiple_of(2),
         "custom": {"type": {"typeId": "type", "id": "t1"}, "fields": {"loyalty": n, "tags": ["a", "b"]}},
         "createdAt": "2024-01-01T00:00:00.000Z",
         "lastModifiedAt": last_modified_at,
