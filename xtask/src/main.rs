@@ -15,7 +15,8 @@ mod tidy;
 
 const USAGE: &str = "usage: cargo xtask <ci|bench|generate>
   ci        fmt --check, clippy -D warnings, the tests, rustdoc with warnings denied
-  bench     the criterion bench, a release build, then throughput and memory against local fakes
+  bench     [--only criterion|file|api|webhook]: the criterion bench, a release build, then
+            throughput and memory against local fakes
   generate  --count N --out PATH [--seed S]: realistic commercetools customers as NDJSON";
 
 fn main() -> std::process::ExitCode {

@@ -32,6 +32,25 @@ pub enum Command {
     /// Check the configuration against the real services.
     #[command(after_help = CHECK_HELP)]
     Check(CheckArgs),
+    /// Work on the state itself.
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+/// `segment-sync state …`.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Copy deliveries, dead letters, runs and the high-water mark from one state
+    /// to another (from a SQLite file to PostgreSQL, say), so that nothing is
+    /// sent again.
+    Copy {
+        /// The state to copy: a SQLite path or a postgres:// URL.
+        #[arg(long, value_name = "PATH|URL")]
+        from: String,
+        /// Where to copy it: a SQLite path or a postgres:// URL.
+        #[arg(long, value_name = "PATH|URL")]
+        to: String,
+    },
 }
 
 const SYNC_HELP: &str = "\

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use segment_sync_domain::identify::IdentifyRules;
-use segment_sync_domain::sync::{DeadLetter, RunCounts, RunRecord};
-use segment_sync_ports::{CustomerQuery, CustomerSource};
+use segment_sync_domain::sync::{DeadLetter, RunCounts, RunRecord, RunStatus};
+use segment_sync_ports::{CustomerQuery, CustomerSource, RunStart, Settlement, StateError};
 use tokio::sync::watch;
 
 use crate::cli::{RunsArgs, ServeArgs, SyncArgs};
@@ -16,7 +16,7 @@ use crate::pipeline::{
 };
 use crate::serve::{self, ServeDeps, ServeOptions};
 use crate::service::{classify, Classified, SyncService};
-use crate::settings::{Settings, SourceSettings};
+use crate::settings::{Settings, SourceSettings, StateLocation};
 use crate::wiring;
 use crate::{Exit, Failure};
 
@@ -87,7 +87,14 @@ pub async fn dead_letters_replay(json: bool, settings: &Settings) -> Result<Exit
 /// Prints the summary of a run that sent to Segment and picks the exit code. A
 /// closed stdout loses the summary, not the run.
 fn conclude(report: Result<Report, Abort>, clock: Instant, json: bool) -> Result<Exit, Failure> {
-    let report = report.map_err(fatal)?;
+    let report = match report {
+        Ok(report) => report,
+        // Another run holds the state: a usage error, like the configuration ones.
+        Err(Abort::State(busy @ StateError::AnotherRun { .. })) => {
+            return Err(Failure::Usage(busy.to_string()))
+        }
+        Err(abort) => return Err(fatal(abort)),
+    };
     let mut out = Stdout::default();
     summary(&report.counts, clock.elapsed(), Mode::Sent, json, &mut out)?;
     out.flush()?;
@@ -330,5 +337,93 @@ pub async fn serve(args: &ServeArgs, settings: &Settings) -> Result<Exit, Failur
     serve::serve(listener, deps, &options, serve::shutdown_signal())
         .await
         .map_err(|e| Failure::Other(e.into()))?;
+    Ok(Exit::Success)
+}
+
+/// Deliveries copied per page by `state copy`.
+const COPY_PAGE: usize = 1_000;
+
+/// `segment-sync state copy`: everything a state holds, into another state. Both
+/// are held as runs while it copies, so that no sync changes them meanwhile.
+pub async fn state_copy(from: &str, to: &str) -> Result<Exit, Failure> {
+    let from_location = StateLocation::parse("--from", from)?;
+    let to_location = StateLocation::parse("--to", to)?;
+    if from_location == to_location {
+        return Err(Failure::Usage(
+            "--from and --to name the same state".to_owned(),
+        ));
+    }
+    let source = wiring::existing_state(&from_location)?.port;
+    let target = wiring::state(&to_location)?.port;
+    let holder = format!("pid {} (state copy)", std::process::id());
+    let start = |started_at| RunStart {
+        kind: "state copy".to_owned(),
+        started_at,
+        source: Some(from_location.to_string()),
+        holder: holder.clone(),
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let lease = |result: Result<_, StateError>| {
+        result.map_err(|e| match e {
+            busy @ StateError::AnotherRun { .. } => Failure::Usage(busy.to_string()),
+            other => fatal(other),
+        })
+    };
+    let source_lease = lease(source.begin_run(start(now)).await)?;
+    let target_lease = lease(target.begin_run(start(now)).await)?;
+
+    let mut deliveries = 0usize;
+    let mut after = None;
+    loop {
+        let page = source
+            .deliveries_after(after.take(), COPY_PAGE)
+            .await
+            .map_err(fatal)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.customer_id.clone());
+        let delivered: Vec<_> = page.iter().map(|row| row.as_delivered()).collect();
+        target
+            .settle(Settlement {
+                delivered: &delivered,
+                holder: &holder,
+                ..Settlement::default()
+            })
+            .await
+            .map_err(fatal)?;
+        deliveries += page.len();
+    }
+    let letters = source.dead_letters().await.map_err(fatal)?;
+    target.add_dead_letters(&letters).await.map_err(fatal)?;
+    let runs: Vec<RunRecord> = source
+        .runs(usize::MAX)
+        .await
+        .map_err(fatal)?
+        .into_iter()
+        .filter(|run| run.id != source_lease.id())
+        .collect();
+    target.import_runs(&runs).await.map_err(fatal)?;
+    let mark = source.high_water_mark().await.map_err(fatal)?;
+    if let Some(mark) = mark {
+        target.set_high_water_mark(mark).await.map_err(fatal)?;
+    }
+    if let Some(rules) = source.rules_fingerprint().await.map_err(fatal)? {
+        target.set_rules_fingerprint(rules).await.map_err(fatal)?;
+    }
+
+    let counts = RunCounts::default();
+    for (state, lease) in [(&source, source_lease), (&target, target_lease)] {
+        state
+            .finish_run(lease.id(), RunStatus::Succeeded, counts, None)
+            .await
+            .map_err(fatal)?;
+    }
+    let mut out = Stdout::default();
+    out.line(format_args!(
+        "copied {deliveries} deliveries, {} dead letters, {} runs and the high-water mark ({}) from {from_location} to {to_location}",
+        letters.len(),
+        runs.len(),
+        mark.map_or_else(|| "none".to_owned(), |m| m.to_string())
+    ))?;
+    out.flush()?;
     Ok(Exit::Success)
 }

@@ -15,7 +15,7 @@ pub mod wiring;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, DeadLettersCommand};
+use crate::cli::{Cli, Command, DeadLettersCommand, StateCommand};
 use crate::settings::{ConfigError, ConfigErrors, Env, Flags, Settings};
 
 /// The process exit codes of contract §7.
@@ -45,6 +45,12 @@ pub enum Failure {
     /// Anything else: exit 1.
     #[error("{0:#}")]
     Other(#[from] anyhow::Error),
+}
+
+impl From<ConfigError> for Failure {
+    fn from(error: ConfigError) -> Self {
+        Self::Usage(error.to_string())
+    }
 }
 
 impl From<ConfigErrors> for Failure {
@@ -130,5 +136,6 @@ async fn dispatch(command: Command, settings: Settings) -> Result<Exit, Failure>
         }
         Command::Runs(args) => commands::runs(&args, &settings).await,
         Command::Check(args) => check::run(&settings, args.json).await,
+        Command::State(StateCommand::Copy { from, to }) => commands::state_copy(&from, &to).await,
     }
 }

@@ -34,22 +34,56 @@ const SMALL_RUN: u64 = 200_000;
 /// Customers in the larger file run: peak memory must not grow with the count.
 const LARGE_RUN: u64 = 1_000_000;
 
-/// Runs every benchmark and prints the table on stdout.
-pub fn command(args: &[String]) -> Result<()> {
-    if let Some(arg) = args.first() {
-        bail!("cargo xtask bench takes no arguments, got {arg}");
+/// Which rows a run measures: all of them, or those `--only` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Only {
+    All,
+    Criterion,
+    File,
+    Api,
+    Webhook,
+}
+
+impl Only {
+    fn parse(args: &[String]) -> Result<Self> {
+        match args {
+            [] => Ok(Self::All),
+            [flag, what] if flag == "--only" => match what.as_str() {
+                "criterion" => Ok(Self::Criterion),
+                "file" => Ok(Self::File),
+                "api" => Ok(Self::Api),
+                "webhook" => Ok(Self::Webhook),
+                other => bail!("--only takes criterion, file, api or webhook, not {other}"),
+            },
+            _ => bail!("usage: cargo xtask bench [--only criterion|file|api|webhook]"),
+        }
     }
+
+    fn runs(self, row: Self) -> bool {
+        self == Self::All || self == row
+    }
+}
+
+/// Runs every benchmark (or those `--only` names) and prints the table on stdout.
+pub fn command(args: &[String]) -> Result<()> {
+    let only = Only::parse(args)?;
     let started = Instant::now();
     let mut table = Table::default();
 
-    criterion::run(&mut table);
+    if only.runs(Only::Criterion) {
+        criterion::run(&mut table);
+    }
+    if only == Only::Criterion {
+        print!("{}", table.render());
+        return Ok(());
+    }
 
     let binary = build_release();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    runtime.block_on(end_to_end(binary, &mut table))?;
+    runtime.block_on(end_to_end(binary, only, &mut table))?;
 
     println!();
     println!(
@@ -88,11 +122,10 @@ fn build_release() -> Result<PathBuf, String> {
 }
 
 /// (c)–(g): the binary against the fakes.
-async fn end_to_end(binary: Result<PathBuf, String>, table: &mut Table) -> Result<()> {
+async fn end_to_end(binary: Result<PathBuf, String>, only: Only, table: &mut Table) -> Result<()> {
     let binary = binary.as_deref().map_err(String::as_str);
     let data = crate::workspace_root().join("target").join("bench-data");
-    let small_file = sync_runs::customers_file(&data, SMALL_RUN)?;
-    let large_file = sync_runs::customers_file(&data, LARGE_RUN)?;
+    std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
 
     let segment = FakeSegment::builder().counts_only().start().await;
     let commercetools = FakeCommercetools::generated(SMALL_RUN, DEFAULT_SEED).await;
@@ -102,15 +135,23 @@ async fn end_to_end(binary: Result<PathBuf, String>, table: &mut Table) -> Resul
         .context("cannot make a scratch folder")?;
     let env = ChildEnv::new(scratch.path().to_owned(), &segment, &commercetools);
 
-    for run in [
-        (SMALL_RUN, small_file.as_path(), "small"),
-        (LARGE_RUN, large_file.as_path(), "large"),
-    ] {
-        sync_runs::from_file(binary, &env, &segment, run, table).await;
+    if only.runs(Only::File) {
+        let small_file = sync_runs::customers_file(&data, SMALL_RUN)?;
+        let large_file = sync_runs::customers_file(&data, LARGE_RUN)?;
+        for run in [
+            (SMALL_RUN, small_file.as_path(), "small"),
+            (LARGE_RUN, large_file.as_path(), "large"),
+        ] {
+            sync_runs::from_file(binary, &env, &segment, run, table).await;
+        }
     }
-    sync_runs::fake_page_building(&commercetools, SMALL_RUN, table).await;
-    sync_runs::from_api(binary, &env, &segment, SMALL_RUN, table).await;
-    webhook::run(binary, &env, table).await;
+    if only.runs(Only::Api) {
+        sync_runs::fake_page_building(&commercetools, SMALL_RUN, table).await;
+        sync_runs::from_api(binary, &env, &segment, SMALL_RUN, table).await;
+    }
+    if only.runs(Only::Webhook) {
+        webhook::run(binary, &env, table).await;
+    }
     drop(scratch);
     Ok(())
 }

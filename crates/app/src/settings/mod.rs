@@ -233,6 +233,7 @@ impl Flags {
                 allow_unauthenticated: true,
                 ..Self::default()
             },
+            Command::State(_) => Self::default(),
             Command::Runs(args) => Self {
                 state: state(&args.state),
                 ..Self::default()
@@ -288,6 +289,18 @@ impl fmt::Display for SourceSettings {
 pub enum StateLocation {
     /// A SQLite database file.
     Sqlite(PathBuf),
+}
+
+impl StateLocation {
+    /// Where a state is, from what the user wrote (`name` says where, for the
+    /// error): a SQLite path.
+    pub fn parse(name: &'static str, written: &str) -> Result<Self, ConfigError> {
+        let written = written.trim();
+        if written.is_empty() {
+            return Err(ConfigError::Blank { name });
+        }
+        Ok(Self::Sqlite(PathBuf::from(written)))
+    }
 }
 
 impl fmt::Display for StateLocation {
@@ -611,16 +624,13 @@ fn source(flags: &Flags, commercetools: &Parsed<CommercetoolsConfig>) -> Parsed<
 
 fn state(env: &Env, flags: &Flags) -> Parsed<StateLocation> {
     let configured = match &flags.state {
-        Some(flag) if flag.trim().is_empty() => {
-            return Err(ConfigError::Blank { name: "--state" }.into())
-        }
-        Some(flag) => flag.trim().to_owned(),
+        Some(flag) => flag.clone(),
         None => env
             .get("SEGMENT_SYNC_STATE")?
             .unwrap_or(DEFAULT_STATE_PATH)
             .to_owned(),
     };
-    Ok(StateLocation::Sqlite(PathBuf::from(configured)))
+    Ok(StateLocation::parse("--state", &configured)?)
 }
 
 fn webhook(env: &Env, flags: &Flags) -> Parsed<WebhookSettings> {

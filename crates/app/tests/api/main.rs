@@ -8,4 +8,5 @@ mod rule;
 mod serve;
 mod serve_process;
 mod serve_support;
+mod state;
 mod sync;
