@@ -1,7 +1,8 @@
 //! [`CustomerSource`] over an export (`--input`): NDJSON, a JSON array, or a
 //! query response `{"results":[…]}`, from a file or standard input.
 //!
-//! The input is read as a stream: a splitter cuts out one record at a time and
+//! A gzipped export (by its magic bytes, whatever its name) is decompressed as it
+//! is read. The input is read as a stream: a splitter cuts out one record at a time and
 //! only that record is parsed, so memory stays at about one read
 //! buffer plus one record however large the export is. A record that is not a
 //! customer becomes [`SourceRecord::Malformed`] with its line or index, and the
@@ -22,7 +23,7 @@ use segment_sync_ports::{
 };
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt};
 
 use splitter::{Cut, Piece, Splitter};
 
@@ -136,6 +137,12 @@ impl FileCustomerSource {
                 (name.clone(), reader)
             }
         };
+        let reader = gunzipped_if_needed(reader)
+            .await
+            .map_err(|e| SourceError::Io {
+                path: name.clone(),
+                reason: e.to_string(),
+            })?;
         let changed_since = match query {
             CustomerQuery::All => None,
             CustomerQuery::ChangedSince(since) => Some(since),
@@ -195,6 +202,24 @@ impl CustomerSource for FileCustomerSource {
             }
         }
         Ok(None)
+    }
+}
+
+/// The gzip magic bytes (RFC 1952).
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// The reader itself, or a decompressing reader when the stream starts with the
+/// gzip magic bytes (a `.json.gz` export, or one piped through `gzip -c`).
+async fn gunzipped_if_needed(reader: Reader) -> std::io::Result<Reader> {
+    let mut buffered = tokio::io::BufReader::with_capacity(READ_CHUNK, reader);
+    let start = buffered.fill_buf().await?;
+    if start.starts_with(&GZIP_MAGIC) {
+        let mut decoder = async_compression::tokio::bufread::GzipDecoder::new(buffered);
+        // `cat a.gz b.gz` is a valid gzip stream too.
+        decoder.multiple_members(true);
+        Ok(Box::new(decoder))
+    } else {
+        Ok(Box::new(buffered))
     }
 }
 

@@ -110,6 +110,50 @@ async fn a_stream_is_read_once_and_a_second_walk_says_why_not() {
     ));
 }
 
+/// `bytes` gzipped, as `gzip -c` writes them.
+fn gzipped(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[tokio::test]
+async fn a_gzipped_export_is_read_whatever_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    for (fixture_name, expected) in [
+        (
+            "customers.ndjson",
+            vec![ok("c1"), ok("c2"), bad("line 3"), ok("c4")],
+        ),
+        (
+            "customers-array.json",
+            vec![ok("c1"), bad("index 1"), ok("c3")],
+        ),
+    ] {
+        let plain = std::fs::read(fixture(fixture_name)).unwrap();
+        for name in [
+            format!("{fixture_name}.gz"),
+            format!("{fixture_name}.export"),
+        ] {
+            let path = dir.path().join(&name);
+            std::fs::write(&path, gzipped(&plain)).unwrap();
+            let source = FileCustomerSource::from_path(&path);
+            assert_eq!(
+                walk_source(&source, CustomerQuery::All).await,
+                expected,
+                "{name}"
+            );
+        }
+        // Two gzip members one after the other, as `cat a.gz b.gz` makes.
+        if fixture_name.ends_with(".ndjson") {
+            let mut twice = gzipped(&plain);
+            twice.extend(gzipped(&plain));
+            let source = FileCustomerSource::from_reader("twice", Cursor::new(twice));
+            assert_eq!(walk_source(&source, CustomerQuery::All).await.len(), 8);
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_dash_reads_standard_input() {
     let shown = format!("{:?}", FileCustomerSource::from_input("-"));

@@ -335,3 +335,57 @@ async fn every_other_failure_is_a_bare_500() {
         assert_eq!(app.state.fingerprint("c1"), None, "{what}");
     }
 }
+
+#[tokio::test]
+async fn a_redelivered_older_customer_created_is_stale_and_not_sent() {
+    let app = TestApp::new();
+    let v1 = customer_json("c9", 1, Some("ada@example.com"));
+    assert_eq!(
+        app.post_json(&customer_created(&v1)).await.json(),
+        json!({"status": "delivered"})
+    );
+    // The first name changes: version 2, fetched when its message arrives.
+    let mut v2 = customer("c9", 2, Some("ada@example.com"));
+    v2.first_name = Some("Augusta".to_owned());
+    app.source.put(v2);
+    let changed = app
+        .post_json(&message("CustomerFirstNameSet", "customer", "c9"))
+        .await;
+    assert_eq!(changed.json(), json!({"status": "delivered"}));
+
+    // Pub/Sub delivers the version 1 message again.
+    let redelivered = app.post_json(&pubsub(&customer_created(&v1))).await;
+
+    assert_eq!(redelivered.status, StatusCode::OK);
+    assert_eq!(redelivered.json(), json!({"status": "stale"}));
+    let sent = app.segment.sent_json();
+    assert_eq!(sent.len(), 2, "version 1 is not sent again");
+    assert_eq!(sent[1]["traits"]["firstName"], "Augusta");
+    assert_eq!(
+        app.state.snapshot().delivered["c9"].version,
+        2,
+        "the newer version stays recorded"
+    );
+}
+
+#[tokio::test]
+async fn a_newer_version_with_the_same_content_is_unchanged_and_remembered() {
+    let app = TestApp::new();
+    let v1 = customer_json("c3", 1, Some("ada@example.com"));
+    app.post_json(&customer_created(&v1)).await;
+    // Version 2 changed nothing Segment sees (a password change, say).
+    app.source.put(customer("c3", 2, Some("ada@example.com")));
+
+    let response = app
+        .post_json(&message("CustomerPasswordUpdated", "customer", "c3"))
+        .await;
+
+    assert_eq!(response.json(), json!({"status": "unchanged"}));
+    assert_eq!(app.segment.sent().len(), 1);
+    assert_eq!(app.state.snapshot().delivered["c3"].version, 2);
+    assert_eq!(
+        app.post_json(&customer_created(&v1)).await.json(),
+        json!({"status": "stale"}),
+        "so that version 1 is now stale"
+    );
+}
