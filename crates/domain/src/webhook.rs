@@ -186,6 +186,35 @@ fn decode_sns(
     }
 }
 
+/// The longest customer id accepted from a message; commercetools ids are UUIDs.
+pub const MAX_CUSTOMER_ID_CHARS: usize = 256;
+
+/// Checks a customer id from a message before it goes into a URL: not empty, at
+/// most [`MAX_CUSTOMER_ID_CHARS`] characters, no control characters, and no `.`
+/// or `..` path segment.
+pub fn check_customer_id(id: &str) -> Result<(), WebhookError> {
+    let problem = if id.trim().is_empty() {
+        Some("is empty")
+    } else if id.chars().count() > MAX_CUSTOMER_ID_CHARS {
+        Some("is longer than 256 characters")
+    } else if id.chars().any(char::is_control) {
+        Some("holds a control character")
+    } else if id
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        Some("holds a `.` or `..` path segment")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(WebhookError::Field(format!(
+            "resource.id {problem}: it cannot be a customer id"
+        ))),
+        None => Ok(()),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PlatformPayload {
@@ -227,9 +256,7 @@ fn decode_platform(value: Value) -> Result<WebhookEvent, WebhookError> {
             why: format!("resource type `{}`", resource.type_id),
         });
     }
-    if resource.id.trim().is_empty() {
-        return Err(WebhookError::Field("resource.id is empty".to_owned()));
-    }
+    check_customer_id(&resource.id)?;
     let id = resource.id;
     match payload.notification_type.as_str() {
         "Message" => {

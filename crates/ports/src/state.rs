@@ -63,6 +63,10 @@ pub struct Claimed {
     pub delivered: HashMap<String, DeliveredRecord>,
     /// The customers another holder has reserved and not yet released.
     pub busy: Vec<String>,
+    /// For customers reserved whose dead letter is a rejection with a known
+    /// content fingerprint: that fingerprint. Segment refused that content; the
+    /// same content need not be sent again.
+    pub rejected: HashMap<String, Fingerprint>,
 }
 
 /// What a holder is done with, recorded in one go.

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, params_from_iter, Connection, Transaction, TransactionBehavior};
+use segment_sync_domain::Fingerprint;
 use segment_sync_ports::{Claimed, DeliveredRecord, DeliveredRow, Settlement};
 
 use super::letters;
@@ -49,6 +50,7 @@ pub(super) fn claim(
         }
     }
     claimed.delivered = lookup(&tx, &granted)?;
+    claimed.rejected = rejected(&tx, &granted)?;
     tx.commit()?;
     Ok(claimed)
 }
@@ -84,6 +86,33 @@ fn lookup(
                 version: row.get(2)?,
             };
             found.insert(id, record);
+        }
+    }
+    Ok(found)
+}
+
+/// The fingerprints of the rejected dead letters of these customers.
+fn rejected(tx: &Transaction<'_>, ids: &[String]) -> Result<HashMap<String, Fingerprint>, Failure> {
+    let mut found = HashMap::new();
+    // Dead letters are usually none; skip the lookups then.
+    let any_dead: bool = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM dead_letters)")?
+        .query_row([], |row| row.get(0))?;
+    if !any_dead {
+        return Ok(found);
+    }
+    for chunk in ids.chunks(LOOKUP_CHUNK) {
+        let sql = format!(
+            "SELECT customer_id, fingerprint FROM dead_letters
+             WHERE kind = 'rejected' AND fingerprint IS NOT NULL AND customer_id IN {}",
+            placeholders(chunk.len())
+        );
+        let mut stmt = tx.prepare_cached(&sql)?;
+        let mut rows = stmt.query(params_from_iter(chunk))?;
+        while let Some(row) = rows.next()? {
+            let id: String = row.get(0)?;
+            let hex: String = row.get(1)?;
+            found.insert(id.clone(), fingerprint(&id, &hex)?);
         }
     }
     Ok(found)

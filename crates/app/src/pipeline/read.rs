@@ -50,6 +50,10 @@ impl Feed<'_> {
                 Decision::Rejected { customer_id, error } => {
                     self.live.rejected(&customer_id, &error);
                 }
+                Decision::Refused { customer_id } => {
+                    self.live
+                        .rejected(&customer_id, &"Segment refused this content before");
+                }
             }
         }
         let mut messages = messages.into_iter();

@@ -12,9 +12,10 @@ use subtle::ConstantTimeEq;
 
 use super::webhook::{reply, Reply};
 
-/// The webhook's shared secret (`WEBHOOK_TOKEN`). Its `Debug` prints `***`.
+/// The webhook's shared secret (`WEBHOOK_TOKEN`): one token, or two separated by a
+/// comma while it is being rotated (both are accepted). Its `Debug` prints `***`.
 #[derive(Clone)]
-pub struct WebhookToken(SecretString);
+pub struct WebhookToken(Vec<SecretString>);
 
 /// Why a string cannot be a [`WebhookToken`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,35 +23,54 @@ pub enum WebhookTokenError {
     /// Empty or only whitespace: it would let anyone in, or no one.
     #[error("WEBHOOK_TOKEN cannot be empty or whitespace only")]
     Blank,
+    /// More than two tokens, or an empty one between commas.
+    #[error("WEBHOOK_TOKEN holds one token, or two separated by a comma while rotating")]
+    Malformed,
 }
 
 impl WebhookToken {
-    /// Accepts any non-blank string, trimmed (a stray newline from a secrets
-    /// file would otherwise make every request fail).
+    /// Accepts one non-blank token, or two separated by a comma, each trimmed (a
+    /// stray newline from a secrets file would otherwise make every request fail).
     pub fn parse(raw: &str) -> Result<Self, WebhookTokenError> {
-        let trimmed = raw.trim();
-        if trimmed.is_empty() {
+        if raw.trim().is_empty() {
             return Err(WebhookTokenError::Blank);
         }
-        Ok(Self(SecretString::from(trimmed.to_owned())))
+        let tokens: Vec<&str> = raw.split(',').map(str::trim).collect();
+        if tokens.len() > 2 || tokens.iter().any(|t| t.is_empty()) {
+            return Err(WebhookTokenError::Malformed);
+        }
+        Ok(Self(
+            tokens
+                .into_iter()
+                .map(|t| SecretString::from(t.to_owned()))
+                .collect(),
+        ))
     }
 
-    /// Whether `candidate` is this token, in time that depends neither on where
-    /// the two first differ nor on the token's length: both are compared as
-    /// zero-padded blocks of the same size, and their lengths in constant time.
+    /// Whether `candidate` is one of the tokens. Every token is compared, each in
+    /// time that depends neither on where the two first differ nor on the token's
+    /// length.
     fn matches(&self, candidate: &str) -> bool {
-        let token = self.0.expose_secret().as_bytes();
-        let candidate = candidate.as_bytes();
-        let block = token.len().max(candidate.len()).max(COMPARED_BYTES);
-        let padded = |bytes: &[u8]| {
-            let mut out = vec![0u8; block];
-            out[..bytes.len()].copy_from_slice(bytes);
-            out
-        };
-        let same_bytes = padded(token).ct_eq(&padded(candidate));
-        let same_length = (token.len() as u64).ct_eq(&(candidate.len() as u64));
-        (same_bytes & same_length).into()
+        self.0
+            .iter()
+            .fold(false, |found, token| found | same(token, candidate))
     }
+}
+
+/// Whether `candidate` is `token`: both are compared as zero-padded blocks of the
+/// same size, and their lengths in constant time.
+fn same(token: &SecretString, candidate: &str) -> bool {
+    let token = token.expose_secret().as_bytes();
+    let candidate = candidate.as_bytes();
+    let block = token.len().max(candidate.len()).max(COMPARED_BYTES);
+    let padded = |bytes: &[u8]| {
+        let mut out = vec![0u8; block];
+        out[..bytes.len()].copy_from_slice(bytes);
+        out
+    };
+    let same_bytes = padded(token).ct_eq(&padded(candidate));
+    let same_length = (token.len() as u64).ct_eq(&(candidate.len() as u64));
+    (same_bytes & same_length).into()
 }
 
 impl fmt::Debug for WebhookToken {
@@ -126,6 +146,23 @@ mod tests {
                 WebhookTokenError::Blank
             );
         }
+    }
+
+    #[test]
+    fn two_tokens_are_both_accepted_while_rotating() {
+        let rotating = WebhookToken::parse(" old-token , new-token\n").unwrap();
+        assert!(rotating.matches("old-token"));
+        assert!(rotating.matches("new-token"));
+        assert!(!rotating.matches("old-token,new-token"));
+        assert!(!rotating.matches(""));
+        for malformed in ["a,,", "a, ", ",b", "a,b,c"] {
+            assert_eq!(
+                WebhookToken::parse(malformed).unwrap_err(),
+                WebhookTokenError::Malformed,
+                "{malformed}"
+            );
+        }
+        assert!(!format!("{rotating:?}").contains("token"));
     }
 
     #[test]

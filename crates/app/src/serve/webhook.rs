@@ -10,13 +10,16 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use segment_sync_domain::webhook::{decode, WebhookEvent};
-use segment_sync_domain::{Customer, DeliveryError, SkipReason};
+use segment_sync_domain::{Customer, SkipReason};
 use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::metrics::OutcomeLabel;
 use super::ServeDeps;
 use crate::service::Delivery;
+
+/// The reason given for content Segment refused before.
+const REFUSED_BEFORE: &str = "Segment refused this content before; it is in the dead letters";
 
 /// How long `/readyz` waits for the state store.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -43,9 +46,9 @@ pub(super) enum Reply {
     /// Older than what Segment has: nothing sent.
     Stale,
     Skipped(SkipReason),
-    /// Can never be delivered as it is; it is in the dead letters. Answered 400,
-    /// as the contract says, for a body that can never be processed.
-    Rejected(DeliveryError),
+    /// Can never be delivered as it is; it is in the dead letters. Answered 200,
+    /// so that the sender (Pub/Sub redelivers any non-2xx for days) stops.
+    Rejected(String),
     /// Valid, but nothing to do.
     Ignored,
     SubscriptionConfirmationLogged,
@@ -75,9 +78,9 @@ pub(super) fn reply(reply: Reply) -> Response {
             Some(json!({"status": "skipped", "reason": reason.to_string()})),
             "skipped",
         ),
-        Reply::Rejected(error) => (
-            StatusCode::BAD_REQUEST,
-            Some(json!({"error": error.to_string()})),
+        Reply::Rejected(reason) => (
+            StatusCode::OK,
+            Some(json!({"status": "rejected", "reason": reason})),
             "rejected",
         ),
         Reply::Ignored => (StatusCode::NO_CONTENT, None, "ignored"),
@@ -225,7 +228,14 @@ async fn deliver(deps: &ServeDeps, customer: Customer) -> Reply {
         }
         Ok(Delivery::Rejected(error)) => {
             tracing::warn!(customer_id, %error, code = error.code(), "identify rejected; it is in the dead letters");
-            Reply::Rejected(error)
+            Reply::Rejected(error.to_string())
+        }
+        Ok(Delivery::Refused) => {
+            tracing::info!(
+                customer_id,
+                "Segment refused this content before; not sent again"
+            );
+            Reply::Rejected(REFUSED_BEFORE.to_owned())
         }
         Ok(Delivery::Failed(error)) => {
             tracing::error!(customer_id, %error, code = error.code(), "identify not delivered to Segment; it is in the dead letters");

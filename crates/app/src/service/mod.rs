@@ -115,6 +115,12 @@ pub enum Decision {
     },
     /// Another process is sending this customer right now.
     Busy(Identify),
+    /// Segment refused this exact content before; it is in the dead letters and
+    /// is not sent again.
+    Refused {
+        /// The customer's id.
+        customer_id: String,
+    },
     /// Not sent on purpose.
     Skipped {
         /// The customer's id.
@@ -215,6 +221,9 @@ pub enum Delivery {
     Skipped(SkipReason),
     /// Can never be delivered as it is; it is in the dead letters.
     Rejected(DeliveryError),
+    /// Segment refused this exact content before (it is in the dead letters); not
+    /// sent again.
+    Refused,
     /// Not delivered now; it is in the dead letters, and the sender should try again.
     Failed(DeliveryError),
 }
@@ -347,8 +356,14 @@ impl SyncService {
                 }
                 Classified::Message(message) => {
                     let held = claimed.delivered.get(message.customer_id());
-                    match judge(&message, held, resend_unchanged) {
+                    let refused = claimed.rejected.get(message.customer_id());
+                    match judge(&message, held, refused, resend_unchanged) {
                         Judged::Send => Decision::Send(message),
+                        Judged::Refused => {
+                            let customer_id = message.customer_id().to_owned();
+                            settled_now.push((message, false));
+                            Decision::Refused { customer_id }
+                        }
                         Judged::Stale => {
                             let customer_id = message.customer_id().to_owned();
                             settled_now.push((message, false));
@@ -558,6 +573,7 @@ impl SyncService {
                 Some(Decision::Send(message)) => break message,
                 Some(Decision::Unchanged { .. }) => return Ok(Delivery::Unchanged),
                 Some(Decision::Stale { .. }) => return Ok(Delivery::Stale),
+                Some(Decision::Refused { .. }) => return Ok(Delivery::Refused),
                 Some(Decision::Skipped { reason, .. }) => return Ok(Delivery::Skipped(reason)),
                 Some(Decision::Rejected { error, .. }) => return Ok(Delivery::Rejected(error)),
                 Some(Decision::Busy(message)) if tokio::time::Instant::now() < patience => {
@@ -588,22 +604,33 @@ impl SyncService {
     }
 }
 
-/// What a message is, given what Segment has of its customer.
+/// What a message is, given what Segment has of its customer and what it refused.
 enum Judged {
     Send,
     Unchanged,
     Stale,
+    Refused,
 }
 
-fn judge(message: &Identify, held: Option<&DeliveredRecord>, resend_unchanged: bool) -> Judged {
-    match held {
-        None => Judged::Send,
-        Some(held) if message.version() < held.version => Judged::Stale,
-        Some(held) if held.fingerprint == message.fingerprint() && !resend_unchanged => {
-            Judged::Unchanged
-        }
-        Some(_) => Judged::Send,
+fn judge(
+    message: &Identify,
+    held: Option<&DeliveredRecord>,
+    refused: Option<&Fingerprint>,
+    resend_unchanged: bool,
+) -> Judged {
+    if held.is_some_and(|held| message.version() < held.version) {
+        return Judged::Stale;
     }
+    if resend_unchanged {
+        return Judged::Send;
+    }
+    if held.is_some_and(|held| held.fingerprint == message.fingerprint()) {
+        return Judged::Unchanged;
+    }
+    if refused == Some(&message.fingerprint()) {
+        return Judged::Refused;
+    }
+    Judged::Send
 }
 
 /// A dead letter recorded now.

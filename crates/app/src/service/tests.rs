@@ -193,6 +193,7 @@ async fn decisions_keep_the_records_order_and_resending_ignores_what_segment_has
                 Decision::Rejected { .. } => "rejected",
                 Decision::Stale { .. } => "stale",
                 Decision::Busy(_) => "busy",
+                Decision::Refused { .. } => "refused",
             })
             .collect()
     };

@@ -637,8 +637,13 @@ fn webhook(env: &Env, flags: &Flags) -> Parsed<WebhookSettings> {
     let mut errors = Errors::default();
     let token = errors.keep(env.get("WEBHOOK_TOKEN"));
     let blank_token = token.is_none();
-    // Trimmed and not empty, so always a token.
-    let token = token.flatten().and_then(|v| WebhookToken::parse(v).ok());
+    let token = token
+        .flatten()
+        .map(WebhookToken::parse)
+        .transpose()
+        .map_err(|e| errors.0.push(ConfigError::Refused(e.to_string())))
+        .ok()
+        .flatten();
     if !blank_token {
         if let Err(refused) = check_auth_config(&token, flags.allow_unauthenticated) {
             errors.0.push(ConfigError::Refused(refused.to_string()));

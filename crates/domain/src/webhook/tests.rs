@@ -438,12 +438,32 @@ fn customer_created_without_its_customer_is_refused() {
 }
 
 #[test]
-fn an_empty_resource_id_is_refused() {
-    for id in ["", "  "] {
-        let mut payload = value(RESOURCE_UPDATED);
-        payload["resource"]["id"] = json!(id);
-        assert_error(&payload.to_string(), field, &["resource.id is empty"]);
+fn an_id_that_cannot_be_a_customer_id_is_refused_before_it_reaches_a_url() {
+    let long = "x".repeat(257);
+    for (id, says) in [
+        ("", "is empty"),
+        ("  ", "is empty"),
+        (long.as_str(), "longer than 256"),
+        (r"a\u0000b", "control character"),
+        (r"a\nb", "control character"),
+        ("..", "path segment"),
+        ("../orders", "path segment"),
+        ("a/./b", "path segment"),
+    ] {
+        let id: Value = serde_json::from_str(&format!("\"{id}\"")).unwrap();
+        for fixture in [RESOURCE_UPDATED, CUSTOMER_CREATED, CUSTOMER_DELETED] {
+            let mut payload = value(fixture);
+            payload["resource"]["id"] = id.clone();
+            assert_error(&payload.to_string(), field, &["resource.id", says]);
+        }
     }
+    let fine = "x".repeat(256);
+    assert!(check_customer_id(&fine).is_ok());
+    assert!(check_customer_id("c0ffee00-1234-4abc-8def-0123456789ab").is_ok());
+    assert!(
+        check_customer_id("a.b..c").is_ok(),
+        "dots inside a segment are fine"
+    );
     let mut payload = value(RESOURCE_UPDATED);
     payload.as_object_mut().unwrap().remove("resource");
     assert_error(&payload.to_string(), field, &["no resource"]);

@@ -85,6 +85,7 @@ macro_rules! state_store_contract {
                 an_older_version_never_replaces_a_newer_one,
                 a_delivery_clears_that_customers_dead_letters_of_its_version_or_older,
                 a_claim_reserves_customers_until_released,
+                a_claim_names_the_content_segment_rejected,
                 an_expired_claim_is_taken_over,
                 a_dead_letter_added_again_replaces_it_and_counts_an_attempt,
                 dead_letters_are_listed_oldest_first_by_when_last_recorded,
@@ -396,6 +397,43 @@ pub async fn a_claim_reserves_customers_until_released(store: &dyn SyncStateStor
     .await;
     let fourth = ok("claim", store.claim(&strings(["a"]), "three", LONG).await);
     assert_eq!(fourth.busy, ["a"], "one cannot release what two holds");
+}
+
+/// A claim answers, for the customers it reserves, the fingerprint of a rejected
+/// dead letter (Segment refused that content); a failed letter, a letter without
+/// a fingerprint, or another customer's, does not count.
+pub async fn a_claim_names_the_content_segment_rejected(store: &dyn SyncStateStore) {
+    let rejected = |id: &str, n: u128| DeadLetter {
+        kind: DeadLetterKind::Rejected,
+        code: "bad_request".to_owned(),
+        fingerprint: Some(fingerprint(n).to_hex()),
+        ..letter(id, "400 Bad Request", "2024-05-01T10:00:00Z")
+    };
+    add(
+        store,
+        &[
+            rejected("a", 40),
+            letter("b", "timeout", "2024-05-01T10:00:01Z"),
+            DeadLetter {
+                fingerprint: None,
+                ..rejected("c", 41)
+            },
+            rejected("elsewhere", 42),
+        ],
+    )
+    .await;
+
+    let claimed = ok(
+        "claim",
+        store
+            .claim(&strings(["a", "b", "c", "d"]), "one", LONG)
+            .await,
+    );
+
+    assert_eq!(
+        claimed.rejected,
+        HashMap::from([("a".to_owned(), fingerprint(40))])
+    );
 }
 
 /// A claim whose time is up is another holder's to take.

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use segment_sync_domain::sync::{DeadLetter, RunCounts, RunRecord, RunStatus};
+use segment_sync_domain::sync::{DeadLetter, DeadLetterKind, RunCounts, RunRecord, RunStatus};
 use segment_sync_domain::Fingerprint;
 use segment_sync_ports::{
     Claimed, DeliveredRecord, DeliveredRow, RunLease, RunStart, Settlement, StateError,
@@ -293,6 +293,16 @@ impl SyncStateStore for MemoryStateStore {
                 }
                 held.claims
                     .insert(id.clone(), (holder.to_owned(), now + ttl));
+                let rejected = held
+                    .dead_letter_seq
+                    .get(id)
+                    .and_then(|seq| held.dead_letters.get(seq))
+                    .filter(|letter| letter.kind == DeadLetterKind::Rejected)
+                    .and_then(|letter| letter.fingerprint.as_deref())
+                    .and_then(Fingerprint::from_hex);
+                if let Some(fingerprint) = rejected {
+                    claimed.rejected.insert(id.clone(), fingerprint);
+                }
                 if let Some(row) = held.delivered.get(id) {
                     claimed.delivered.insert(
                         id.clone(),

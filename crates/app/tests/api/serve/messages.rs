@@ -204,7 +204,7 @@ async fn a_customer_without_email_is_skipped() {
 }
 
 #[tokio::test]
-async fn an_oversize_identify_is_a_400_and_dead_lettered() {
+async fn an_oversize_identify_is_answered_rejected_and_dead_lettered() {
     let app = TestApp::new();
     let mut big = ada();
     big["custom"] = json!({"type": {"typeId": "type", "id": "t"},
@@ -212,8 +212,15 @@ async fn an_oversize_identify_is_a_400_and_dead_lettered() {
 
     let response = app.post_json(&customer_created(&big)).await;
 
-    assert_eq!(response.status, StatusCode::BAD_REQUEST);
-    assert_eq!(response.json(), json!({"error": "message over 32 KB"}));
+    assert_eq!(
+        response.status,
+        StatusCode::OK,
+        "a 2xx stops Pub/Sub's redeliveries"
+    );
+    assert_eq!(
+        response.json(),
+        json!({"status": "rejected", "reason": "message over 32 KB"})
+    );
     assert!(app.segment.sent().is_empty());
     let letters = app.state.snapshot().dead_letters;
     assert_eq!(letters.len(), 1);
@@ -222,17 +229,25 @@ async fn an_oversize_identify_is_a_400_and_dead_lettered() {
 }
 
 #[tokio::test]
-async fn a_message_segment_rejects_is_a_400_and_dead_lettered() {
+async fn a_message_segment_rejects_is_answered_rejected_dead_lettered_and_not_sent_again() {
     let app = TestApp::new();
     app.segment
         .behave(SegmentBehaviour::Reject(DeliveryError::BadRequest {
             detail: None,
         }));
+    let body = pubsub(&customer_created(&ada()));
 
-    let response = app.post_json(&customer_created(&ada())).await;
+    let response = app.post_json(&body).await;
 
-    assert_eq!(response.status, StatusCode::BAD_REQUEST);
-    assert_eq!(response.json(), json!({"error": "400 Bad Request"}));
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(
+        response.json(),
+        json!({"status": "rejected", "reason": "400 Bad Request"})
+    );
+    let again = app.post_json(&body).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.json()["status"], "rejected");
+    assert_eq!(app.segment.sent().len(), 1, "Segment is not asked again");
     assert_eq!(
         app.state.fingerprint("c1"),
         None,
@@ -255,10 +270,13 @@ async fn a_rejected_customer_delivered_later_leaves_no_dead_letter() {
             detail: None,
         }));
     let rejected = app.post_json(&body).await;
-    assert_eq!(rejected.status, StatusCode::BAD_REQUEST);
+    assert_eq!(rejected.json()["status"], "rejected");
     assert_eq!(app.state.snapshot().dead_letters.len(), 1);
 
-    let delivered = app.post_json(&body).await;
+    // The customer is fixed in commercetools: a new version, new content.
+    let mut fixed = customer_json("c1", 2, Some("ada@example.com"));
+    fixed["firstName"] = json!("Ada (fixed)");
+    let delivered = app.post_json(&customer_created(&fixed)).await;
 
     assert_eq!(delivered.status, StatusCode::OK);
     assert_eq!(delivered.json(), json!({"status": "delivered"}));
