@@ -2,5 +2,7 @@
 //! the in-memory ports are: one module per adapter (and per way of building it).
 //! `cargo test -p segment-sync-adapters --test contracts` runs them all.
 
+mod commercetools;
 mod file_source;
+mod segment;
 mod sqlite_state;

@@ -1,12 +1,16 @@
 //! The engine over the in-memory ports, on tokio's paused clock: no sockets, no
 //! real timers, and a timeout of minutes passes in no time.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use segment_sync_domain::sync::{DeadLetterKind, RunStatus};
 use segment_sync_domain::{Customer, DeliveryError, UserIdStrategy};
-use segment_sync_ports::{SegmentClient, SourceCapabilities, SyncStateStore};
+use segment_sync_ports::{
+    CustomerQuery, CustomerSource, MockCustomerPages, MockCustomerSource, MockSegmentClient,
+    SegmentClient, SourceCapabilities, SourceError, SyncStateStore,
+};
 use segment_sync_testkit::memory::{
     Gate, MemorySegment, MemorySource, MemoryStateStore, SegmentBehaviour,
 };
@@ -58,17 +62,7 @@ impl World {
         interrupt: watch::Receiver<bool>,
     ) -> Report {
         let (ports, service) = self.parts(segment);
-        let live = Arc::new(LiveCounts::default());
-        sync(
-            self.source.as_ref(),
-            &ports,
-            &service,
-            &options(request),
-            live,
-            interrupt,
-        )
-        .await
-        .expect("the run starts and ends")
+        run(self.source.as_ref(), &ports, &service, request, interrupt).await
     }
 
     async fn sync(&self, segment: &Arc<MemorySegment>) -> Report {
@@ -105,6 +99,20 @@ fn customer(i: usize, with_email: bool) -> Customer {
 
 fn segment(behaviour: SegmentBehaviour) -> Arc<MemorySegment> {
     Arc::new(MemorySegment::behaving(behaviour))
+}
+
+/// One sync of `source` over these ports, as a run of the binary does it.
+async fn run(
+    source: &dyn CustomerSource,
+    ports: &Ports,
+    service: &SyncService,
+    request: Request,
+    interrupt: watch::Receiver<bool>,
+) -> Report {
+    let live = Arc::new(LiveCounts::default());
+    sync(source, ports, service, &options(request), live, interrupt)
+        .await
+        .expect("the run starts and ends")
 }
 
 /// An interrupt that never comes.
@@ -238,18 +246,8 @@ async fn recording_that_outlasts_the_drain_timeout_aborts_the_run_and_keeps_the_
     world.state.set_write_delay(DRAIN * 3);
     let segment = segment(SegmentBehaviour::Deliver);
 
-    let (ports, service) = world.parts(&segment);
     // Start and mark writes are slow too; only the recording may time out.
-    let report = sync(
-        world.source.as_ref(),
-        &ports,
-        &service,
-        &options(Request::default()),
-        Arc::new(LiveCounts::default()),
-        never(),
-    )
-    .await
-    .expect("the run starts and ends");
+    let report = world.sync(&segment).await;
 
     assert_eq!(report.abort, Some(Abort::Unrecorded(DRAIN)));
     assert_eq!(world.state.snapshot().high_water_mark, None);
@@ -299,8 +297,63 @@ async fn an_incremental_run_asks_for_changes_since_the_mark_less_the_margin() {
     assert_eq!(
         world.source.walks(),
         [
-            segment_sync_ports::CustomerQuery::All,
-            segment_sync_ports::CustomerQuery::ChangedSince(mark - SAFETY_MARGIN),
+            CustomerQuery::All,
+            CustomerQuery::ChangedSince(mark - SAFETY_MARGIN),
         ]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_walk_that_fails_stops_the_run_with_the_sources_error_and_never_reaches_segment() {
+    let error = SourceError::Unavailable("customer query: status 503 after 6 attempt(s)".into());
+    // The pages live on the reader's task, where a mock's own count would panic
+    // unseen; the calls are counted here instead.
+    let pages_asked = Arc::new(AtomicUsize::new(0));
+    let mut source = MockCustomerSource::new();
+    source
+        .expect_capabilities()
+        .return_const(SourceCapabilities {
+            tracks_changes: true,
+            by_id: true,
+        });
+    let (failure, asked) = (error.clone(), Arc::clone(&pages_asked));
+    source
+        .expect_customers()
+        .withf(|query| *query == CustomerQuery::All)
+        .times(1)
+        .returning(move |_| {
+            let mut pages = MockCustomerPages::new();
+            let (failure, asked) = (failure.clone(), Arc::clone(&asked));
+            pages.expect_next_page().returning(move || {
+                asked.fetch_add(1, Ordering::SeqCst);
+                Err(failure.clone())
+            });
+            Ok(Box::new(pages))
+        });
+    let mut segment = MockSegmentClient::new();
+    segment.expect_identify().never();
+    segment.expect_flush().returning(|| Ok(()));
+    segment
+        .expect_close_and_flush()
+        .times(1)
+        .returning(|_| Ok(()));
+    let segment: Arc<dyn SegmentClient> = Arc::new(segment);
+    let store = Arc::new(MemoryStateStore::new());
+    let state: Arc<dyn SyncStateStore> = store.clone();
+    let service = SyncService::new(segment.clone(), state.clone(), UserIdStrategy::Email.into());
+
+    let ports = Ports { segment, state };
+    let report = run(&source, &ports, &service, Request::default(), never()).await;
+
+    assert_eq!(report.abort, Some(Abort::Source(error.clone())));
+    assert_eq!(report.counts.read, 0);
+    assert_eq!(
+        pages_asked.load(Ordering::SeqCst),
+        1,
+        "no page is asked for after the error"
+    );
+    let state = store.snapshot();
+    assert_eq!(state.runs[0].status, RunStatus::Aborted);
+    assert_eq!(state.runs[0].error, Some(error.to_string()));
+    assert_eq!(state.high_water_mark, None);
 }

@@ -31,6 +31,20 @@ fn base() -> Customer {
     }
 }
 
+/// [`base`] with these custom fields (a JSON object).
+fn with_fields(fields: Value) -> Customer {
+    let Value::Object(fields) = fields else {
+        panic!("fields are an object")
+    };
+    Customer {
+        custom: Some(CustomFields {
+            type_ref: None,
+            fields,
+        }),
+        ..base()
+    }
+}
+
 fn address(id: &str) -> Address {
     Address {
         id: Some(id.into()),
@@ -303,15 +317,7 @@ fn customers_without_a_usable_email_are_skipped_with_the_reason() {
 }
 
 fn with_custom_text(len: usize) -> Customer {
-    let mut fields = Map::new();
-    fields.insert("essay".into(), Value::String("x".repeat(len)));
-    Customer {
-        custom: Some(CustomFields {
-            type_ref: None,
-            fields,
-        }),
-        ..base()
-    }
+    with_fields(json!({ "essay": "x".repeat(len) }))
 }
 
 #[test]

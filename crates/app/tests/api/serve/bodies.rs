@@ -1,6 +1,7 @@
 //! Bodies that can never be processed: too large, malformed, or generated at random.
 
 use axum::http::StatusCode;
+use segment_sync_testkit::generate::SplitMix64;
 use serde_json::{json, Value};
 
 use super::ada;
@@ -70,23 +71,6 @@ async fn malformed_bodies_are_400_with_the_reason() {
     assert!(app.segment.sent().is_empty());
 }
 
-/// A tiny deterministic generator, so a failure replays exactly.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 fn json_pointers(value: &Value, at: String, into: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
@@ -108,44 +92,44 @@ fn json_pointers(value: &Value, at: String, into: &mut Vec<String>) {
     into.push(at);
 }
 
-fn random_value(rng: &mut SplitMix) -> Value {
-    match rng.below(8) {
+fn random_value(rng: &mut SplitMix64) -> Value {
+    match rng.index(8) {
         0 => Value::Null,
-        1 => json!(rng.next() as i64),
-        2 => json!(rng.below(2) == 0),
+        1 => json!(rng.next_u64() as i64),
+        2 => json!(rng.index(2) == 0),
         3 => json!(""),
         4 => json!("   "),
         5 => json!([1, "two", null]),
         6 => json!({"id": "x", "typeId": "customer"}),
-        _ => json!(format!("s{}", rng.next())),
+        _ => json!(format!("s{}", rng.next_u64())),
     }
 }
 
-fn mutate(rng: &mut SplitMix, seeds: &[Value]) -> Vec<u8> {
-    let seed = &seeds[rng.below(seeds.len())];
+fn mutate(rng: &mut SplitMix64, seeds: &[Value]) -> Vec<u8> {
+    let seed = &seeds[rng.index(seeds.len())];
     let mut bytes = seed.to_string().into_bytes();
-    match rng.below(6) {
-        0 => (0..rng.below(300)).map(|_| rng.next() as u8).collect(),
+    match rng.index(6) {
+        0 => (0..rng.index(300)).map(|_| rng.next_u64() as u8).collect(),
         1 => {
-            bytes.truncate(rng.below(bytes.len()));
+            bytes.truncate(rng.index(bytes.len()));
             bytes
         }
         2 => {
-            for _ in 0..=rng.below(4) {
-                let at = rng.below(bytes.len());
-                bytes[at] = rng.next() as u8;
+            for _ in 0..=rng.index(4) {
+                let at = rng.index(bytes.len());
+                bytes[at] = rng.next_u64() as u8;
             }
             bytes
         }
         3 => {
             const JSONISH: &[u8] = b"{}[]\":,0a\\ -e.";
-            let at = rng.below(bytes.len() + 1);
-            bytes.insert(at, JSONISH[rng.below(JSONISH.len())]);
+            let at = rng.index(bytes.len() + 1);
+            bytes.insert(at, JSONISH[rng.index(JSONISH.len())]);
             bytes
         }
         4 => {
-            let from = rng.below(bytes.len());
-            let to = from + rng.below(bytes.len() - from + 1);
+            let from = rng.index(bytes.len());
+            let to = from + rng.index(bytes.len() - from + 1);
             bytes.drain(from..to);
             bytes
         }
@@ -153,7 +137,7 @@ fn mutate(rng: &mut SplitMix, seeds: &[Value]) -> Vec<u8> {
             let mut value = seed.clone();
             let mut pointers = Vec::new();
             json_pointers(&value, String::new(), &mut pointers);
-            let pointer = &pointers[rng.below(pointers.len())];
+            let pointer = &pointers[rng.index(pointers.len())];
             let replacement = random_value(rng);
             match value.pointer_mut(pointer) {
                 Some(slot) => *slot = replacement,
@@ -182,7 +166,7 @@ async fn ten_thousand_generated_bodies_never_get_a_5xx() {
         subscription_test_message(),
         sns_subscription_confirmation(),
     ];
-    let mut rng = SplitMix(0x5eed_2024);
+    let mut rng = SplitMix64::new(0x5eed_2024);
     let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
 
     for case in 0..10_000 {

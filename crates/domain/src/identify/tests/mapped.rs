@@ -35,19 +35,6 @@ fn mapped(text: &str, customer: &Customer) -> Value {
     parsed(&message)
 }
 
-fn with_fields(fields: Value) -> Customer {
-    let Value::Object(fields) = fields else {
-        panic!("fields are an object")
-    };
-    Customer {
-        custom: Some(CustomFields {
-            type_ref: None,
-            fields,
-        }),
-        ..base()
-    }
-}
-
 #[test]
 fn the_contract_example_shapes_the_full_customer() {
     let mut customer: Customer = serde_json::from_str(FULL_CUSTOMER).unwrap();
