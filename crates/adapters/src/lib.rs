@@ -13,3 +13,6 @@ pub mod file_source;
 mod record;
 pub mod segment;
 pub mod sqlite_state;
+mod url_display;
+
+pub use url_display::without_credentials;

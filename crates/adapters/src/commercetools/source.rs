@@ -400,7 +400,7 @@ impl CommercetoolsConfig {
 fn base_url(name: &'static str, value: &str) -> Result<Url, CommercetoolsSetupError> {
     let invalid = |reason: String| CommercetoolsSetupError::InvalidUrl {
         name,
-        value: value.to_owned(),
+        value: crate::without_credentials(value),
         reason,
     };
     let mut url = Url::parse(value.trim()).map_err(|e| invalid(e.to_string()))?;

@@ -59,7 +59,7 @@ impl SegmentConfig {
     /// endpoint without a trailing `/` or `/v1`.
     pub fn batch_url(&self) -> Result<Url, SegmentSetupError> {
         let invalid = |reason: &str| SegmentSetupError::InvalidEndpoint {
-            endpoint: self.endpoint.clone(),
+            endpoint: crate::without_credentials(&self.endpoint),
             reason: reason.to_owned(),
         };
         let trimmed = self.endpoint.trim().trim_end_matches('/');
@@ -82,7 +82,7 @@ pub enum SegmentSetupError {
     /// `SEGMENT_ENDPOINT` is not an http(s) base URL.
     #[error("invalid Segment endpoint {endpoint:?}: {reason}")]
     InvalidEndpoint {
-        /// The endpoint as configured (it holds no secret).
+        /// The endpoint as configured, without any credentials it held.
         endpoint: String,
         /// What is wrong with it.
         reason: String,

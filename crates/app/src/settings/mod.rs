@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use secrecy::SecretString;
 use segment_sync_adapters::commercetools::{region_urls, CommercetoolsConfig};
 use segment_sync_adapters::segment::{SegmentConfig, DEFAULT_ENDPOINT};
+use segment_sync_adapters::without_credentials;
 use segment_sync_domain::identify::IdentifyRules;
 use segment_sync_domain::identity::UnknownStrategy;
 use segment_sync_domain::{UserIdStrategy, WriteKey, WriteKeyError};
@@ -510,10 +511,12 @@ fn segment(env: &Env) -> Parsed<SegmentConfig> {
         Err(other) => Err(other),
     });
     let endpoint = errors
-        .keep(env.get("SEGMENT_ENDPOINT"))
+        .keep(env.get("SEGMENT_ENDPOINT").and_then(|v| {
+            v.map(|url| service_url("SEGMENT_ENDPOINT", url))
+                .transpose()
+        }))
         .flatten()
-        .unwrap_or(DEFAULT_ENDPOINT)
-        .to_owned();
+        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
     let max_attempts = errors.keep(number(env, "SEGMENT_MAX_ATTEMPTS"));
     let max_in_flight = errors.keep(number(env, "SEGMENT_MAX_IN_FLIGHT"));
     let gzip = errors.keep(boolean(env, "SEGMENT_GZIP"));
@@ -556,7 +559,10 @@ fn commercetools(env: &Env) -> Parsed<CommercetoolsConfig> {
         .map(region_urls);
     let explicit = |name: &'static str, errors: &mut Errors| {
         errors
-            .keep(env.get(name))
+            .keep(
+                env.get(name)
+                    .and_then(|v| v.map(|url| service_url(name, url)).transpose()),
+            )
             .flatten()
             .map(|url| url.trim_end_matches('/').to_owned())
     };
@@ -670,6 +676,36 @@ fn webhook(env: &Env, flags: &Flags) -> Parsed<WebhookSettings> {
             listen: listen?,
         })
     })
+}
+
+/// A service's base URL: `https`, or plain `http` only to a loopback host (a local
+/// collector or test server). Credentials in it are never shown in an error.
+fn service_url(name: &'static str, value: &str) -> Result<String, ConfigError> {
+    let shown = without_credentials(value);
+    let parsed = url::Url::parse(value).map_err(|e| ConfigError::Invalid {
+        name,
+        reason: format!("{shown} is not a URL ({e})"),
+    })?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(host)) => host.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" => Ok(value.to_owned()),
+        "http" if loopback => Ok(value.to_owned()),
+        "http" => Err(ConfigError::Invalid {
+            name,
+            reason: format!(
+                "{shown} is plain http; use https (http is allowed only to a loopback host)"
+            ),
+        }),
+        other => Err(ConfigError::Invalid {
+            name,
+            reason: format!("{shown}: the scheme must be https, not {other}"),
+        }),
+    }
 }
 
 /// A positive whole number, when set.

@@ -135,6 +135,7 @@ fn every_error_of_a_section_is_reported_at_once() {
         messages(&settings.segment.unwrap_err()),
         [
             "Missing SEGMENT_WRITE_KEY",
+            "SEGMENT_ENDPOINT: ftp://x: the scheme must be https, not ftp",
             "SEGMENT_MAX_ATTEMPTS: `0` is not a positive whole number",
             "SEGMENT_MAX_IN_FLIGHT: `many` is not a positive whole number",
         ]
@@ -143,7 +144,7 @@ fn every_error_of_a_section_is_reported_at_once() {
     let errors = messages(&settings.segment.unwrap_err());
     assert_eq!(errors.len(), 1);
     assert!(
-        errors[0].starts_with("invalid Segment endpoint"),
+        errors[0].starts_with("SEGMENT_ENDPOINT: ftp://x"),
         "{errors:?}"
     );
 }
@@ -286,4 +287,39 @@ fn log_format_and_filter_are_checked() {
     );
     let bad = parse(&[("RUST_LOG", "[[[")]);
     assert!(messages(&bad.log.unwrap_err())[0].starts_with("RUST_LOG: `[[[` is not a log filter"));
+}
+
+#[test]
+fn service_urls_are_https_unless_the_host_is_loopback_and_never_show_credentials() {
+    let mut pairs = CTP.to_vec();
+    pairs.push(("SEGMENT_WRITE_KEY", "k"));
+    pairs.push(("SEGMENT_ENDPOINT", "http://collector.example.com"));
+    pairs.push(("CTP_AUTH_URL", "http://user:hunter2@auth.example.com"));
+    pairs.push(("CTP_API_URL", "ftp://api.example.com"));
+    let settings = parse(&pairs);
+    let segment = messages(&settings.segment.unwrap_err());
+    assert_eq!(
+        segment,
+        ["SEGMENT_ENDPOINT: http://collector.example.com is plain http; use https (http is allowed only to a loopback host)"]
+    );
+    let ctp = messages(&settings.commercetools.unwrap_err()).join("\n");
+    assert!(
+        ctp.contains("CTP_AUTH_URL: http://***@auth.example.com/ is plain http"),
+        "{ctp}"
+    );
+    assert!(
+        ctp.contains("CTP_API_URL: ftp://api.example.com: the scheme must be https, not ftp"),
+        "{ctp}"
+    );
+    assert!(!ctp.contains("hunter2"));
+
+    for local in [
+        "http://127.0.0.1:9000",
+        "http://localhost:9000/",
+        "http://[::1]:9000",
+        "https://api.segment.io",
+    ] {
+        let settings = parse(&[("SEGMENT_WRITE_KEY", "k"), ("SEGMENT_ENDPOINT", local)]);
+        assert!(settings.segment.is_ok(), "{local}");
+    }
 }

@@ -170,7 +170,7 @@ async fn check_refuses_what_sync_refuses_and_speaks_json() {
     assert!(
         failed
             .iter()
-            .any(|f| f.contains("invalid Segment endpoint")),
+            .any(|f| f.contains("SEGMENT_ENDPOINT: ftp://x")),
         "{failed:?}"
     );
     let sync = app.run(&["sync"]).await;
