@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use segment_sync_domain::sync::{DeadLetterKind, RunStatus};
-use segment_sync_domain::{Customer, DeliveryError, UserIdStrategy};
+use segment_sync_domain::{Customer, DeliveryError, IdentifyRules, UserIdStrategy};
 use segment_sync_ports::{SegmentClient, SourceCapabilities, SyncStateStore};
 use segment_sync_testkit::memory::{
     Gate, MemorySegment, MemorySource, MemoryStateStore, SegmentBehaviour,
@@ -44,10 +44,17 @@ impl World {
     }
 
     fn parts(&self, segment: &Arc<MemorySegment>) -> (Ports, SyncService) {
+        self.parts_under(segment, UserIdStrategy::Email.into())
+    }
+
+    fn parts_under(
+        &self,
+        segment: &Arc<MemorySegment>,
+        rules: IdentifyRules,
+    ) -> (Ports, SyncService) {
         let segment: Arc<dyn SegmentClient> = segment.clone();
         let state: Arc<dyn SyncStateStore> = self.state.clone();
-        let service =
-            SyncService::new(segment.clone(), state.clone(), UserIdStrategy::Email.into());
+        let service = SyncService::new(segment.clone(), state.clone(), rules);
         (Ports { segment, state }, service)
     }
 
@@ -57,7 +64,18 @@ impl World {
         request: Request,
         interrupt: watch::Receiver<bool>,
     ) -> Report {
-        let (ports, service) = self.parts(segment);
+        self.sync_under(segment, UserIdStrategy::Email.into(), request, interrupt)
+            .await
+    }
+
+    async fn sync_under(
+        &self,
+        segment: &Arc<MemorySegment>,
+        rules: IdentifyRules,
+        request: Request,
+        interrupt: watch::Receiver<bool>,
+    ) -> Report {
+        let (ports, service) = self.parts_under(segment, rules);
         let live = Arc::new(LiveCounts::default());
         sync(
             self.source.as_ref(),
@@ -303,4 +321,107 @@ async fn an_incremental_run_asks_for_changes_since_the_mark_less_the_margin() {
             segment_sync_ports::CustomerQuery::ChangedSince(mark - SAFETY_MARGIN),
         ]
     );
+}
+
+/// Rules that leave `firstName` out: every customer's payload changes.
+fn without_first_names() -> IdentifyRules {
+    IdentifyRules::from_toml(
+        UserIdStrategy::Email,
+        "[traits]\nexclude = [\"firstName\"]\n",
+        "mapping.toml",
+    )
+    .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn changed_rules_are_recorded_only_once_a_run_compared_every_customer() {
+    let world = World::new(10, 0);
+    let first = world.sync(&segment(SegmentBehaviour::Deliver)).await;
+    assert!(!first.rules_changed);
+    let standard = world.state.snapshot().rules_fingerprint;
+    assert!(standard.is_some(), "the first run records its rules");
+
+    // A run that reads only `--since` compares only some customers.
+    let since = Request {
+        since: Some(OffsetDateTime::now_utc() + Duration::from_secs(3_600)),
+        ..Request::default()
+    };
+    let partial = world
+        .sync_under(
+            &segment(SegmentBehaviour::Deliver),
+            without_first_names(),
+            since,
+            never(),
+        )
+        .await;
+    assert!(partial.rules_changed);
+    assert!(!partial.compared_all);
+    assert_eq!(partial.counts.read, 0);
+    assert_eq!(
+        world.state.snapshot().rules_fingerprint,
+        standard,
+        "the new rules are not recorded before every customer was compared"
+    );
+
+    let segment_now = segment(SegmentBehaviour::Deliver);
+    let whole = world
+        .sync_under(
+            &segment_now,
+            without_first_names(),
+            Request::default(),
+            never(),
+        )
+        .await;
+    assert!(
+        whole.rules_changed,
+        "the next run still knows the rules changed"
+    );
+    assert!(whole.compared_all);
+    assert_eq!(whole.counts.sent, 10);
+    assert_eq!(
+        world.source.walks().last(),
+        Some(&segment_sync_ports::CustomerQuery::All)
+    );
+    assert_eq!(
+        world.state.snapshot().rules_fingerprint,
+        Some(without_first_names().fingerprint())
+    );
+
+    let again = world
+        .sync_under(
+            &segment(SegmentBehaviour::Deliver),
+            without_first_names(),
+            Request::default(),
+            never(),
+        )
+        .await;
+    assert!(!again.rules_changed);
+    assert_eq!(again.counts.sent, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_state_that_never_recorded_its_rules_compares_every_customer_once() {
+    // A database written before the rules were recorded: a mark, no rules.
+    let world = World::new(5, 0);
+    let mark = OffsetDateTime::now_utc() + Duration::from_secs(3_600);
+    world.state.set_high_water_mark(mark).await.unwrap();
+
+    let report = world
+        .sync_under(
+            &segment(SegmentBehaviour::Deliver),
+            without_first_names(),
+            Request::default(),
+            never(),
+        )
+        .await;
+
+    assert!(report.rules_changed);
+    assert_eq!(
+        world.source.walks(),
+        [segment_sync_ports::CustomerQuery::All]
+    );
+    assert_eq!(report.counts.sent, 5);
+    let again = world.sync(&segment(SegmentBehaviour::Deliver)).await;
+    assert!(again.rules_changed, "back to the standard rules");
+    assert_eq!(again.counts.sent, 5);
 }
