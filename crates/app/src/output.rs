@@ -138,17 +138,18 @@ impl RulesNote {
     /// The line for the summary, given how many profiles were sent; `None` when
     /// there is nothing to say.
     pub fn line(self, sent: u64) -> Option<String> {
-        let profiles = if sent == 1 { "profile" } else { "profiles" };
+        let sent = match sent {
+            1 => "1 changed profile sent".to_owned(),
+            n => format!("{n} changed profiles sent"),
+        };
+        // Each sentence on one line: the troubleshooting guide quotes them.
         match self {
             Self::Unchanged => None,
             Self::ChangedComparedAll => Some(format!(
-                "the identify rules changed since the last run: every customer was compared; \
-                 {sent} changed {profiles} sent"
+                "the identify rules changed since the last run: every customer was compared; {sent}"
             )),
             Self::ChangedComparedSome => Some(format!(
-                "the identify rules changed since the last run: {sent} changed {profiles} sent, \
-                 but not every customer was compared; the next sync without --since compares \
-                 every customer"
+                "the identify rules changed since the last run: {sent}, but not every customer was compared; the next sync without --since compares every customer"
             )),
         }
     }
@@ -274,5 +275,23 @@ impl Drop for Stdout {
     fn drop(&mut self) {
         // A last flush for callers that did not; a closed reader is fine here.
         let _ = self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rules_line_is_there_only_when_the_rules_changed_and_counts_in_words() {
+        assert_eq!(RulesNote::Unchanged.line(3), None);
+        assert_eq!(
+            RulesNote::ChangedComparedAll.line(1).unwrap(),
+            "the identify rules changed since the last run: every customer was compared; 1 changed profile sent"
+        );
+        assert_eq!(
+            RulesNote::ChangedComparedSome.line(0).unwrap(),
+            "the identify rules changed since the last run: 0 changed profiles sent, but not every customer was compared; the next sync without --since compares every customer"
+        );
     }
 }
