@@ -85,10 +85,12 @@ fn mapping_line(settings: &Settings) -> CheckLine {
         }
         Ok(rules) => CheckLine::pass(WHAT, rules.mapping().summary()),
         Err(errors) => {
+            // The strategy's errors have their own line.
+            let strategy = errors_of(&settings.user_id);
             let mapping: Vec<ConfigError> = errors
                 .0
                 .iter()
-                .filter(|e| matches!(e, ConfigError::Mapping(_) | ConfigError::MappingFile { .. }))
+                .filter(|e| !strategy.contains(e))
                 .cloned()
                 .collect();
             if mapping.is_empty() {

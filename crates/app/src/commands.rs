@@ -10,7 +10,7 @@ use segment_sync_ports::{CustomerQuery, CustomerSource, RunStart, Settlement, St
 use tokio::sync::watch;
 
 use crate::cli::{RunsArgs, ServeArgs, SyncArgs};
-use crate::output::{summary, Mode, Progress, Stdout};
+use crate::output::{summary, Mode, Progress, RulesNote, Stdout};
 use crate::pipeline::{
     self, Abort, LiveCounts, Ports, Report, Request, SyncOptions, DRAIN_TIMEOUT,
 };
@@ -95,8 +95,20 @@ fn conclude(report: Result<Report, Abort>, clock: Instant, json: bool) -> Result
         }
         Err(abort) => return Err(fatal(abort)),
     };
+    let rules = match (report.rules_changed, report.compared_all) {
+        (false, _) => RulesNote::Unchanged,
+        (true, true) => RulesNote::ChangedComparedAll,
+        (true, false) => RulesNote::ChangedComparedSome,
+    };
     let mut out = Stdout::default();
-    summary(&report.counts, clock.elapsed(), Mode::Sent, json, &mut out)?;
+    summary(
+        &report.counts,
+        clock.elapsed(),
+        Mode::Sent,
+        rules,
+        json,
+        &mut out,
+    )?;
     out.flush()?;
     if let Some(last) = &report.last_failure {
         eprintln!("last failure: {last}");
@@ -171,7 +183,14 @@ async fn dry_run(
             return Ok(Exit::Success);
         }
     }
-    summary(&counts, clock.elapsed(), Mode::DryRun, json, &mut out)?;
+    summary(
+        &counts,
+        clock.elapsed(),
+        Mode::DryRun,
+        RulesNote::Unchanged,
+        json,
+        &mut out,
+    )?;
     out.flush()?;
     Ok(if counts.all_accounted_for() {
         Exit::Success

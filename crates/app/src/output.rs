@@ -115,6 +115,44 @@ struct JsonSummary {
     rejected: u64,
     failed: u64,
     duration_ms: u128,
+    /// Only when true, so that the summary of contract §7 is otherwise unchanged.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    rules_changed: bool,
+}
+
+/// What a sync's summary says about the identify rules (the `userId` strategy
+/// and the mapping).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RulesNote {
+    /// Nothing to say: the rules are those of the last run, or this is not a sync.
+    #[default]
+    Unchanged,
+    /// They changed since the last run, and every customer was compared.
+    ChangedComparedAll,
+    /// They changed, but this run did not compare every customer (`--since`, or
+    /// it stopped early): the next sync does.
+    ChangedComparedSome,
+}
+
+impl RulesNote {
+    /// The line for the summary, given how many profiles were sent; `None` when
+    /// there is nothing to say.
+    pub fn line(self, sent: u64) -> Option<String> {
+        let sent = match sent {
+            1 => "1 changed profile sent".to_owned(),
+            n => format!("{n} changed profiles sent"),
+        };
+        // Each sentence on one line: the troubleshooting guide quotes them.
+        match self {
+            Self::Unchanged => None,
+            Self::ChangedComparedAll => Some(format!(
+                "the identify rules changed since the last run: every customer was compared; {sent}"
+            )),
+            Self::ChangedComparedSome => Some(format!(
+                "the identify rules changed since the last run: {sent}, but not every customer was compared; the next sync without --since compares every customer"
+            )),
+        }
+    }
 }
 
 /// How a run sent: for real, or as a dry run that only builds the payloads.
@@ -126,11 +164,13 @@ pub enum Mode {
     DryRun,
 }
 
-/// Prints the summary: a line on stderr, and with `json` one object on `out`.
+/// Prints the summary: a line on stderr (and one more when the identify rules
+/// changed), and with `json` one object on `out`.
 pub fn summary(
     counts: &RunCounts,
     elapsed: Duration,
     mode: Mode,
+    rules: RulesNote,
     json: bool,
     out: &mut Stdout,
 ) -> Result<(), Failure> {
@@ -143,6 +183,9 @@ pub fn summary(
         describe_as(counts, elapsed, sent).replace(" · ", ", "),
         elapsed.as_secs_f64()
     );
+    if let Some(line) = rules.line(counts.sent) {
+        eprintln!("{line}");
+    }
     if json {
         let summary = JsonSummary {
             read: counts.read,
@@ -152,6 +195,7 @@ pub fn summary(
             rejected: counts.rejected,
             failed: counts.failed,
             duration_ms: elapsed.as_millis(),
+            rules_changed: rules != RulesNote::Unchanged,
         };
         out.json_line(&summary)?;
     }
@@ -231,5 +275,23 @@ impl Drop for Stdout {
     fn drop(&mut self) {
         // A last flush for callers that did not; a closed reader is fine here.
         let _ = self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rules_line_is_there_only_when_the_rules_changed_and_counts_in_words() {
+        assert_eq!(RulesNote::Unchanged.line(3), None);
+        assert_eq!(
+            RulesNote::ChangedComparedAll.line(1).unwrap(),
+            "the identify rules changed since the last run: every customer was compared; 1 changed profile sent"
+        );
+        assert_eq!(
+            RulesNote::ChangedComparedSome.line(0).unwrap(),
+            "the identify rules changed since the last run: 0 changed profiles sent, but not every customer was compared; the next sync without --since compares every customer"
+        );
     }
 }

@@ -8,7 +8,8 @@ use segment_sync_domain::{DeliveryError, Outcome};
 use super::log::NotSentLog;
 
 /// What a run did so far, for the progress display and the final summary; each
-/// customer not sent is also logged (see `NotSentLog`).
+/// customer not sent is also logged, up to a limit of lines of each kind (the
+/// rest are counted).
 #[derive(Debug, Default)]
 pub struct LiveCounts {
     log: NotSentLog,

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use segment_sync_domain::sync::{RunCounts, RunStatus};
 use segment_sync_ports::{
-    CustomerSource, RunLease, RunStart, SegmentClient, SegmentError, SourceError, StateError,
-    SyncStateStore,
+    CustomerQuery, CustomerSource, RunLease, RunStart, SegmentClient, SegmentError, SourceError,
+    StateError, SyncStateStore,
 };
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
@@ -95,9 +95,14 @@ pub struct Report {
     pub abort: Option<Abort>,
     /// Why the last customer that failed did, when one did.
     pub last_failure: Option<String>,
-    /// The identify rules (strategy, mapping) changed since the last run, so every
-    /// customer was compared: the sent ones are those the change affected.
+    /// The identify rules (strategy, mapping) changed since the last run (or the
+    /// state does not know the rules of its last runs), so the run read every
+    /// customer to compare them: the sent ones are those the change affected.
     pub rules_changed: bool,
+    /// The run compared every customer: it read them all (no `--since`) and was
+    /// not stopped early. When the rules changed and it did not, the next sync
+    /// compares every customer again.
+    pub compared_all: bool,
 }
 
 impl Report {
@@ -147,12 +152,13 @@ pub async fn sync(
         })
         .await?;
     let rules = service.rules().fingerprint();
-    let rules_changed = ports
-        .state
-        .rules_fingerprint()
-        .await?
-        .is_some_and(|last| last != rules);
     let mark = ports.state.high_water_mark().await?;
+    // A state with a mark but no rules recorded was written before the rules
+    // were: what its runs sent under is unknown, so every customer is compared.
+    let rules_changed = match ports.state.rules_fingerprint().await? {
+        Some(last) => last != rules,
+        None => mark.is_some(),
+    };
     let request = options.request;
     let plan = Plan::new(
         request,
@@ -192,11 +198,17 @@ pub async fn sync(
     if covered {
         ports.state.set_high_water_mark(started_at).await?;
     }
-    if covered || (abort.is_none() && counts.failed == 0 && rules_changed) || mark.is_none() {
+    let compared_all = abort.is_none() && plan.query == CustomerQuery::All;
+    // The rules are recorded once every customer was compared (and sent when it
+    // had to be) under them, so that incremental runs may trust them: never after
+    // a run that read only `--since`, failed some or stopped early. Without a mark
+    // the next run reads every customer anyway.
+    if (compared_all && counts.failed == 0) || mark.is_none() {
         ports.state.set_rules_fingerprint(rules).await?;
     }
     let mut report = finish(ports, lease, &live, counts, abort, options.drain_timeout).await?;
     report.rules_changed = rules_changed;
+    report.compared_all = compared_all;
     Ok(report)
 }
 
@@ -268,6 +280,7 @@ async fn finish(
         abort,
         last_failure: live.last_failure(),
         rules_changed: false,
+        compared_all: false,
     };
     ports
         .state

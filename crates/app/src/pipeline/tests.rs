@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use segment_sync_domain::sync::{DeadLetterKind, RunStatus};
-use segment_sync_domain::{Customer, DeliveryError, UserIdStrategy};
+use segment_sync_domain::{Customer, DeliveryError, IdentifyRules, UserIdStrategy};
 use segment_sync_ports::{
     CustomerQuery, CustomerSource, MockCustomerPages, MockCustomerSource, MockSegmentClient,
     SegmentClient, SourceCapabilities, SourceError, SyncStateStore,
@@ -48,10 +48,17 @@ impl World {
     }
 
     fn parts(&self, segment: &Arc<MemorySegment>) -> (Ports, SyncService) {
+        self.parts_under(segment, UserIdStrategy::Email.into())
+    }
+
+    fn parts_under(
+        &self,
+        segment: &Arc<MemorySegment>,
+        rules: IdentifyRules,
+    ) -> (Ports, SyncService) {
         let segment: Arc<dyn SegmentClient> = segment.clone();
         let state: Arc<dyn SyncStateStore> = self.state.clone();
-        let service =
-            SyncService::new(segment.clone(), state.clone(), UserIdStrategy::Email.into());
+        let service = SyncService::new(segment.clone(), state.clone(), rules);
         (Ports { segment, state }, service)
     }
 
@@ -61,7 +68,18 @@ impl World {
         request: Request,
         interrupt: watch::Receiver<bool>,
     ) -> Report {
-        let (ports, service) = self.parts(segment);
+        self.sync_under(segment, UserIdStrategy::Email.into(), request, interrupt)
+            .await
+    }
+
+    async fn sync_under(
+        &self,
+        segment: &Arc<MemorySegment>,
+        rules: IdentifyRules,
+        request: Request,
+        interrupt: watch::Receiver<bool>,
+    ) -> Report {
+        let (ports, service) = self.parts_under(segment, rules);
         run(self.source.as_ref(), &ports, &service, request, interrupt).await
     }
 
@@ -356,4 +374,107 @@ async fn a_walk_that_fails_stops_the_run_with_the_sources_error_and_never_reache
     assert_eq!(state.runs[0].status, RunStatus::Aborted);
     assert_eq!(state.runs[0].error, Some(error.to_string()));
     assert_eq!(state.high_water_mark, None);
+}
+
+/// Rules that leave `firstName` out: every customer's payload changes.
+fn without_first_names() -> IdentifyRules {
+    IdentifyRules::from_toml(
+        UserIdStrategy::Email,
+        "[traits]\nexclude = [\"firstName\"]\n",
+        "mapping.toml",
+    )
+    .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn changed_rules_are_recorded_only_once_a_run_compared_every_customer() {
+    let world = World::new(10, 0);
+    let first = world.sync(&segment(SegmentBehaviour::Deliver)).await;
+    assert!(!first.rules_changed);
+    let standard = world.state.snapshot().rules_fingerprint;
+    assert!(standard.is_some(), "the first run records its rules");
+
+    // A run that reads only `--since` compares only some customers.
+    let since = Request {
+        since: Some(OffsetDateTime::now_utc() + Duration::from_secs(3_600)),
+        ..Request::default()
+    };
+    let partial = world
+        .sync_under(
+            &segment(SegmentBehaviour::Deliver),
+            without_first_names(),
+            since,
+            never(),
+        )
+        .await;
+    assert!(partial.rules_changed);
+    assert!(!partial.compared_all);
+    assert_eq!(partial.counts.read, 0);
+    assert_eq!(
+        world.state.snapshot().rules_fingerprint,
+        standard,
+        "the new rules are not recorded before every customer was compared"
+    );
+
+    let segment_now = segment(SegmentBehaviour::Deliver);
+    let whole = world
+        .sync_under(
+            &segment_now,
+            without_first_names(),
+            Request::default(),
+            never(),
+        )
+        .await;
+    assert!(
+        whole.rules_changed,
+        "the next run still knows the rules changed"
+    );
+    assert!(whole.compared_all);
+    assert_eq!(whole.counts.sent, 10);
+    assert_eq!(
+        world.source.walks().last(),
+        Some(&segment_sync_ports::CustomerQuery::All)
+    );
+    assert_eq!(
+        world.state.snapshot().rules_fingerprint,
+        Some(without_first_names().fingerprint())
+    );
+
+    let again = world
+        .sync_under(
+            &segment(SegmentBehaviour::Deliver),
+            without_first_names(),
+            Request::default(),
+            never(),
+        )
+        .await;
+    assert!(!again.rules_changed);
+    assert_eq!(again.counts.sent, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_state_that_never_recorded_its_rules_compares_every_customer_once() {
+    // A database written before the rules were recorded: a mark, no rules.
+    let world = World::new(5, 0);
+    let mark = OffsetDateTime::now_utc() + Duration::from_secs(3_600);
+    world.state.set_high_water_mark(mark).await.unwrap();
+
+    let report = world
+        .sync_under(
+            &segment(SegmentBehaviour::Deliver),
+            without_first_names(),
+            Request::default(),
+            never(),
+        )
+        .await;
+
+    assert!(report.rules_changed);
+    assert_eq!(
+        world.source.walks(),
+        [segment_sync_ports::CustomerQuery::All]
+    );
+    assert_eq!(report.counts.sent, 5);
+    let again = world.sync(&segment(SegmentBehaviour::Deliver)).await;
+    assert!(again.rules_changed, "back to the standard rules");
+    assert_eq!(again.counts.sent, 5);
 }

@@ -22,7 +22,7 @@ use segment_sync_adapters::segment::{SegmentConfig, DEFAULT_ENDPOINT};
 use segment_sync_adapters::without_credentials;
 use segment_sync_domain::identify::IdentifyRules;
 use segment_sync_domain::identity::UnknownStrategy;
-use segment_sync_domain::{UserIdStrategy, WriteKey, WriteKeyError};
+use segment_sync_domain::{Mapping, UserIdStrategy, WriteKey, WriteKeyError};
 
 use crate::cli::{Command, DeadLettersCommand};
 use crate::serve::{check_auth_config, WebhookToken};
@@ -475,31 +475,55 @@ fn user_id(env: &Env) -> Parsed<UserIdStrategy> {
 }
 
 fn rules(env: &Env, flags: &Flags, user_id: &Parsed<UserIdStrategy>) -> Parsed<IdentifyRules> {
+    // The strategy's errors come first, then the mapping's, all at once.
+    let mut errors = Errors(
+        user_id
+            .as_ref()
+            .err()
+            .map_or_else(Vec::new, |e| e.0.clone()),
+    );
     let path = match &flags.mapping {
+        Some(flag) if flag.as_os_str().to_string_lossy().trim().is_empty() => {
+            errors.0.push(ConfigError::Blank { name: "--mapping" });
+            None
+        }
         Some(flag) => Some(flag.clone()),
-        None => env.get("SEGMENT_SYNC_MAPPING")?.map(PathBuf::from),
-    };
-    let strategy = match user_id {
-        Ok(strategy) => *strategy,
-        Err(errors) => return Err(errors.clone()),
+        None => errors
+            .keep(env.get("SEGMENT_SYNC_MAPPING"))
+            .flatten()
+            .map(PathBuf::from),
     };
     let Some(path) = path else {
-        return Ok(IdentifyRules::from(strategy));
+        return errors.section(|| user_id.as_ref().ok().copied().map(IdentifyRules::from));
     };
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::MappingFile {
-        path: shown.clone(),
-        reason: e.to_string(),
-    })?;
-    IdentifyRules::from_toml(strategy, &text, &shown).map_err(|errors| {
-        ConfigErrors(
-            errors
-                .errors()
-                .iter()
-                .map(|e| ConfigError::Mapping(e.to_string()))
-                .collect(),
+    let Some(text) =
+        errors.keep(
+            std::fs::read_to_string(&path).map_err(|e| ConfigError::MappingFile {
+                path: shown.clone(),
+                reason: e.to_string(),
+            }),
         )
-    })
+    else {
+        return errors.section(|| None);
+    };
+    let read = match user_id {
+        Ok(strategy) => IdentifyRules::from_toml(*strategy, &text, &shown).map(Some),
+        // Without a strategy the file's own problems are still reported; those
+        // that depend on the strategy wait for a valid one.
+        Err(_) => Mapping::from_toml(&text, &shown).map(|_| None),
+    };
+    match read {
+        Ok(rules) => errors.section(|| rules),
+        Err(problems) => {
+            errors.0.extend(
+                problems
+                    .into_iter()
+                    .map(|e| ConfigError::Mapping(e.to_string())),
+            );
+            errors.section(|| None)
+        }
+    }
 }
 
 fn segment(env: &Env) -> Parsed<SegmentConfig> {

@@ -323,3 +323,81 @@ fn service_urls_are_https_unless_the_host_is_loopback_and_never_show_credentials
         assert!(settings.segment.is_ok(), "{local}");
     }
 }
+
+/// A mapping file in a fresh directory, and flags naming it.
+fn mapping_file(text: &str) -> (tempfile::TempDir, Flags) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mapping.toml");
+    std::fs::write(&path, text).unwrap();
+    let flags = Flags {
+        mapping: Some(path),
+        ..Flags::default()
+    };
+    (dir, flags)
+}
+
+#[test]
+fn the_mapping_flag_beats_the_variable() {
+    let (_dir, flags) = mapping_file("[traits]\nexclude = [\"phone\"]\n");
+    let env = Env::from_pairs([("SEGMENT_SYNC_MAPPING", "no/such/mapping.toml")]);
+    let rules = Settings::parse(&env, &flags).rules.unwrap();
+    assert_eq!(rules.mapping().summary(), "excludes phone");
+    assert_eq!(
+        messages(&Settings::parse(&env, &Flags::default()).rules.unwrap_err()),
+        ["cannot read the mapping file no/such/mapping.toml: No such file or directory (os error 2)"]
+    );
+}
+
+#[test]
+fn mapping_problems_are_reported_with_the_strategy_errors_at_once() {
+    let (dir, flags) = mapping_file("[traits]\nexclude = [\"birthdate\"]\n");
+    let env = Env::from_pairs([("SEGMENT_SYNC_USER_ID", "phone")]);
+    let shown = dir.path().join("mapping.toml").display().to_string();
+    assert_eq!(
+        messages(&Settings::parse(&env, &flags).rules.unwrap_err()),
+        [
+            "SEGMENT_SYNC_USER_ID: unknown user id strategy \"phone\": expected \"email\" or \"customer-id\"".to_owned(),
+            format!("{shown}:2:12: traits.exclude: unknown trait \"birthdate\"; did you mean \"birthday\"?"),
+        ]
+    );
+    let blank = Env::from_pairs([
+        ("SEGMENT_SYNC_USER_ID", "phone"),
+        ("SEGMENT_SYNC_MAPPING", " "),
+    ]);
+    assert_eq!(
+        messages(&Settings::parse(&blank, &Flags::default()).rules.unwrap_err()),
+        [
+            "SEGMENT_SYNC_USER_ID: unknown user id strategy \"phone\": expected \"email\" or \"customer-id\"",
+            "SEGMENT_SYNC_MAPPING cannot be empty or whitespace only",
+        ]
+    );
+    let blank_flag = Flags {
+        mapping: Some(" ".into()),
+        ..Flags::default()
+    };
+    assert_eq!(
+        messages(
+            &Settings::parse(&Env::default(), &blank_flag)
+                .rules
+                .unwrap_err()
+        ),
+        ["--mapping cannot be empty or whitespace only"]
+    );
+}
+
+#[test]
+fn email_is_reserved_only_under_the_email_strategy() {
+    let (_dir, flags) =
+        mapping_file("[traits]\nexclude = [\"email\"]\nrename = { lastName = \"email\" }\n");
+    let by_email = Settings::parse(&Env::default(), &flags).rules.unwrap_err();
+    assert_eq!(messages(&by_email).len(), 1);
+    assert!(
+        messages(&by_email)[0].ends_with(
+            "traits.rename.lastName: \"email\" is reserved: with the email user id strategy it holds the identity"
+        ),
+        "{by_email}"
+    );
+    let by_id = Env::from_pairs([("SEGMENT_SYNC_USER_ID", "customer-id")]);
+    let rules = Settings::parse(&by_id, &flags).rules.unwrap();
+    assert_eq!(rules.strategy(), UserIdStrategy::CustomerId);
+}

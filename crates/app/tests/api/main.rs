@@ -3,6 +3,7 @@
 mod check;
 mod first_use;
 mod helpers;
+mod mapping;
 mod readme;
 mod rule;
 mod serve;
