@@ -348,6 +348,7 @@ pub async fn serve(args: &ServeArgs, settings: &Settings) -> Result<Exit, Failur
     let options = ServeOptions {
         listen: webhook.listen,
         allow_unauthenticated: args.allow_unauthenticated,
+        max_connections: webhook.max_connections,
         ..ServeOptions::default()
     };
     let listener = tokio::net::TcpListener::bind(options.listen)

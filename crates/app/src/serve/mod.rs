@@ -10,6 +10,7 @@
 //! of the same content builds the same `messageId`, which Segment deduplicates.
 
 mod auth;
+mod connections;
 mod metrics;
 mod webhook;
 
@@ -18,7 +19,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -43,8 +43,20 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// otherwise, and SNS after 15: answering later than that only wastes the work.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long shutdown waits for Segment to drain after the last request.
-pub const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Everything shutdown does, from the signal to the exit: stop accepting, close
+/// idle connections, let requests in flight finish, flush Segment. Give the
+/// process at least this much grace (and a little more) before SIGKILL.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
+
+/// How long a connection may take to send a request's headers, and how long a
+/// kept-alive connection may stay idle between requests, by default.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a request's body may take to arrive, by default.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections held open at once, by default; more are closed as they come.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4_096;
 
 /// What the webhook talks to.
 #[derive(Clone)]
@@ -69,17 +81,31 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// Run without a [`WebhookToken`], accepting unauthenticated requests.
     pub allow_unauthenticated: bool,
-    /// How long a webhook request may take before it is answered 500.
+    /// How long a webhook request may take before it is answered 500; its work
+    /// (reading commercetools, waiting for Segment) stops then too.
     pub request_timeout: Duration,
+    /// How long a client may take to send a request's headers, and how long a
+    /// kept-alive connection may stay idle.
+    pub header_read_timeout: Duration,
+    /// How long a request's body may take to arrive (then 408).
+    pub body_read_timeout: Duration,
+    /// Connections held open at once; more are closed as they come.
+    pub max_connections: usize,
+    /// Everything shutdown does, from the signal to the return.
+    pub shutdown_deadline: Duration,
 }
 
 impl Default for ServeOptions {
-    /// `127.0.0.1:8080`, a token required, [`DEFAULT_REQUEST_TIMEOUT`].
+    /// `127.0.0.1:8080`, a token required, and the `DEFAULT_*` limits.
     fn default() -> Self {
         Self {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
             allow_unauthenticated: false,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            shutdown_deadline: SHUTDOWN_DEADLINE,
         }
     }
 }
@@ -92,9 +118,6 @@ pub enum ServeError {
         "WEBHOOK_TOKEN is not set: set it, or pass --allow-unauthenticated to accept unauthenticated requests"
     )]
     MissingToken,
-    /// The listener failed while serving.
-    #[error("webhook server failed: {0}")]
-    Io(#[from] std::io::Error),
     /// Segment did not drain on shutdown; some messages may not have been delivered
     /// (their senders were answered 5xx and will deliver them again).
     #[error("Segment did not drain on shutdown: {0}")]
@@ -130,21 +153,29 @@ pub fn router_with_timeout(
     // Without `serve` nobody waits for the workers at shutdown, so the receiver
     // can go: the senders are only held, never used to send.
     let (workers, _) = mpsc::channel(1);
-    build_router(deps, metrics, request_timeout, workers)
+    let options = ServeOptions {
+        request_timeout,
+        ..ServeOptions::default()
+    };
+    build_router(deps, metrics, &options, workers)
 }
 
 fn build_router(
     deps: ServeDeps,
     metrics: PrometheusHandle,
-    request_timeout: Duration,
+    options: &ServeOptions,
     workers: mpsc::Sender<()>,
 ) -> Router {
     let token = deps.token.clone();
+    let readiness = webhook::Readiness::watch(Arc::clone(&deps.state), deps.token.is_none());
     let state = Arc::new(webhook::AppState {
         deps,
-        request_timeout,
+        request_timeout: options.request_timeout,
+        body_read_timeout: options.body_read_timeout,
         workers,
         capacity: Arc::new(tokio::sync::Semaphore::new(webhook::MAX_WORKERS)),
+        flights: webhook::Flights::default(),
+        readiness,
     });
     let hook = post(webhook::receive)
         .route_layer(axum::middleware::from_fn_with_state(
@@ -159,15 +190,17 @@ fn build_router(
         .with_state(state)
         .route("/metrics", get(metrics::render).with_state(metrics))
         .fallback(webhook::not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
 /// Serves the webhook on `listener` until `shutdown` resolves.
 ///
-/// Refuses to start without a token unless `options.allow_unauthenticated`. On
-/// shutdown it stops accepting, lets the requests in flight finish (each bounded
-/// by `options.request_timeout`), then closes and flushes Segment. The metrics are
-/// written to the recorder of [`install_metrics`].
+/// Refuses to start without a token unless `options.allow_unauthenticated`.
+/// Connections are capped, and each is closed when a request's headers do not
+/// arrive in time or it stays idle as long. On shutdown, all within
+/// `options.shutdown_deadline`: it stops accepting, closes idle connections, lets
+/// the requests in flight finish (each bounded by `options.request_timeout`), then
+/// closes and flushes Segment. The metrics are written to the recorder of
+/// [`install_metrics`].
 pub async fn serve(
     listener: TcpListener,
     deps: ServeDeps,
@@ -175,26 +208,33 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     check_auth_config(&deps.token, options.allow_unauthenticated)?;
+    if deps.token.is_none() {
+        tracing::warn!("the webhook accepts unauthenticated requests (--allow-unauthenticated)");
+    }
     let metrics = install_metrics();
     let segment = Arc::clone(&deps.segment);
     let (workers, mut workers_done) = mpsc::channel(1);
-    let app = build_router(deps, metrics.clone(), options.request_timeout, workers);
+    let app = build_router(deps, metrics.clone(), options, workers);
 
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "webhook listening");
     }
     let upkeep = tokio::spawn(metrics::upkeep(metrics));
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    let connections = connections::accept_until(listener, app, options, shutdown).await;
+    let deadline = tokio::time::Instant::now() + options.shutdown_deadline;
+    // Requests in flight finish within their own timeout; idle connections close now.
+    let in_flight = options.request_timeout + Duration::from_secs(1);
+    connections
+        .finish(in_flight.min(options.shutdown_deadline / 2))
         .await;
     upkeep.abort();
     tracing::info!("webhook stopped accepting; flushing Segment");
 
-    let flushed = segment.close_and_flush(SHUTDOWN_FLUSH_TIMEOUT).await;
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let flushed = segment.close_and_flush(left).await;
     // A request whose client went away (or timed out) leaves its worker running
-    // to record the delivery; give those the flush's grace to finish.
-    let _ = tokio::time::timeout(SHUTDOWN_FLUSH_TIMEOUT, workers_done.recv()).await;
-    served?;
+    // to record its outcome; give those what is left of the deadline.
+    let _ = tokio::time::timeout_at(deadline, workers_done.recv()).await;
     flushed.map_err(ServeError::Flush)?;
     tracing::info!("webhook shut down cleanly");
     Ok(())

@@ -1,45 +1,131 @@
 //! The webhook handler: a Subscription message in, at most one identify out.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use segment_sync_domain::webhook::{decode, WebhookEvent};
 use segment_sync_domain::{Customer, SkipReason};
+use segment_sync_ports::SyncStateStore;
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 use super::metrics::OutcomeLabel;
-use super::ServeDeps;
-use crate::service::Delivery;
+use super::{ServeDeps, MAX_BODY_BYTES};
+use crate::service::{Delivery, ServiceError};
 
 /// The reason given for content Segment refused before.
 const REFUSED_BEFORE: &str = "Segment refused this content before; it is in the dead letters";
 
-/// How long `/readyz` waits for the state store.
+/// How long the state store may take to answer the readiness probe.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often readiness is asked of the state store.
+const READY_EVERY: Duration = Duration::from_secs(2);
 
 /// What the routes share.
 pub(super) struct AppState {
     pub(super) deps: ServeDeps,
     pub(super) request_timeout: Duration,
+    pub(super) body_read_timeout: Duration,
     /// Held by every worker while it runs, so that shutdown can wait for them.
     pub(super) workers: mpsc::Sender<()>,
     /// Bounds the workers: during a Segment outage requests would otherwise pile
     /// up waiting for room in its queue, with no limit on memory.
     pub(super) capacity: Arc<tokio::sync::Semaphore>,
+    /// The work in flight, by what it is about, so that redeliveries of one
+    /// message arriving together share one piece of work.
+    pub(super) flights: Flights,
+    pub(super) readiness: Readiness,
+}
+
+/// What a piece of webhook work is about: a customer at a version (`None` when
+/// the message does not say). Two messages with the same key need the same work.
+type FlightKey = (String, Option<i64>);
+
+/// The webhook work in flight: the first request about a key does the work, the
+/// ones that arrive while it runs wait for its reply.
+#[derive(Default)]
+pub(super) struct Flights(Mutex<HashMap<FlightKey, watch::Receiver<Option<Reply>>>>);
+
+/// Whether the work for a key was started here or was already running.
+enum Flight {
+    Leader(watch::Sender<Option<Reply>>),
+    Follower(watch::Receiver<Option<Reply>>),
+}
+
+impl Flights {
+    fn join(&self, key: &FlightKey) -> Flight {
+        let mut flights = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(running) = flights.get(key) {
+            return Flight::Follower(running.clone());
+        }
+        let (sender, receiver) = watch::channel(None);
+        flights.insert(key.clone(), receiver);
+        Flight::Leader(sender)
+    }
+
+    fn land(&self, key: &FlightKey) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+    }
+}
+
+/// Whether the state store answers, asked in the background every few seconds so
+/// that `/readyz` answers at once whatever the store is doing.
+pub(super) struct Readiness {
+    ready: watch::Receiver<bool>,
+    /// Warn about running open on the first probe only.
+    open: AtomicBool,
+}
+
+impl Readiness {
+    /// Starts asking `state` in the background.
+    pub(super) fn watch(state: Arc<dyn SyncStateStore>, open: bool) -> Self {
+        let (sender, ready) = watch::channel(false);
+        tokio::spawn(async move {
+            loop {
+                let answer = tokio::time::timeout(READY_TIMEOUT, state.high_water_mark()).await;
+                let now_ready = match answer {
+                    Ok(Ok(_)) => true,
+                    Ok(Err(error)) => {
+                        tracing::error!(%error, "not ready: the state store failed");
+                        false
+                    }
+                    Err(_) => {
+                        tracing::error!("not ready: the state store did not answer in time");
+                        false
+                    }
+                };
+                if sender.send(now_ready).is_err() {
+                    break;
+                }
+                tokio::time::sleep(READY_EVERY).await;
+            }
+        });
+        Self {
+            ready,
+            open: AtomicBool::new(open),
+        }
+    }
 }
 
 /// Webhook requests handled at once; more are answered 500 and redelivered.
 pub(super) const MAX_WORKERS: usize = 1_024;
 
 /// How a webhook request ends.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) enum Reply {
     Delivered,
     Unchanged,
@@ -55,6 +141,8 @@ pub(super) enum Reply {
     Unauthorized,
     BadRequest(String),
     TooLarge,
+    /// The body did not arrive within its time.
+    BodyTimeout,
     /// Worth sending again; the detail is in the logs only.
     Error,
 }
@@ -104,6 +192,11 @@ pub(super) fn reply(reply: Reply) -> Response {
             Some(json!({"error": "body over 1 MiB"})),
             "bad_request",
         ),
+        Reply::BodyTimeout => (
+            StatusCode::REQUEST_TIMEOUT,
+            Some(json!({"error": "the body did not arrive in time"})),
+            "bad_request",
+        ),
         Reply::Error => (
             StatusCode::INTERNAL_SERVER_ERROR,
             Some(json!({"error": "Internal server error"})),
@@ -119,17 +212,25 @@ pub(super) fn reply(reply: Reply) -> Response {
 }
 
 /// `POST /webhooks/commercetools`.
-pub(super) async fn receive(
-    State(state): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+pub(super) async fn receive(State(state): State<Arc<AppState>>, body: Body) -> Response {
+    let body = match tokio::time::timeout(
+        state.body_read_timeout,
+        axum::body::to_bytes(body, MAX_BODY_BYTES),
+    )
+    .await
+    {
+        Ok(Ok(body)) => body,
+        Ok(Err(error)) if is_too_large(&error) => {
             tracing::warn!("webhook body over 1 MiB refused");
             return reply(Reply::TooLarge);
         }
-        Err(rejection) => return reply(Reply::BadRequest(rejection.body_text())),
+        Ok(Err(error)) => {
+            return reply(Reply::BadRequest(format!("cannot read the body: {error}")))
+        }
+        Err(_) => {
+            tracing::warn!("webhook body did not arrive in time");
+            return reply(Reply::BodyTimeout);
+        }
     };
     let event = match decode(&body) {
         Ok(event) => event,
@@ -138,46 +239,106 @@ pub(super) async fn receive(
             return reply(Reply::BadRequest(error.to_string()));
         }
     };
+    let key = flight_key(&event);
+    let leader = match key.as_ref().map(|key| state.flights.join(key)) {
+        Some(Flight::Follower(mut running)) => {
+            // The same message is being handled: its reply is this one's too.
+            metrics::counter!("webhook_requests_coalesced_total").increment(1);
+            let waited =
+                tokio::time::timeout(state.request_timeout, running.wait_for(Option::is_some))
+                    .await;
+            return match waited {
+                Ok(Ok(done)) => reply(done.clone().unwrap_or(Reply::Error)),
+                _ => reply(Reply::Error),
+            };
+        }
+        Some(Flight::Leader(sender)) => Some(sender),
+        None => None,
+    };
+    let replied = work(&state, event).await;
+    if let (Some(key), Some(sender)) = (key, leader) {
+        state.flights.land(&key);
+        sender.send_replace(Some(replied.clone()));
+    }
+    reply(replied)
+}
+
+/// The body was over the limit (rather than broken off).
+fn is_too_large(error: &axum::Error) -> bool {
+    std::error::Error::source(error)
+        .is_some_and(|source| source.is::<http_body_util::LengthLimitError>())
+}
+
+/// What a piece of work is about, when it is about one customer.
+fn flight_key(event: &WebhookEvent) -> Option<FlightKey> {
+    match event {
+        WebhookEvent::CustomerUpserted(customer) => {
+            Some((customer.id.clone(), Some(customer.version)))
+        }
+        WebhookEvent::CustomerChanged { id, version } => Some((id.clone(), *version)),
+        _ => None,
+    }
+}
+
+/// Does the work of one event on a task of its own, within the request's time.
+async fn work(state: &Arc<AppState>, event: WebhookEvent) -> Reply {
     let Ok(permit) = Arc::clone(&state.capacity).try_acquire_owned() else {
         tracing::error!("webhook at capacity; the sender will deliver it again");
-        return reply(Reply::Error);
+        return Reply::Error;
     };
     let request_timeout = state.request_timeout;
-    // The work runs on its own task so that a client that goes away, or a timeout,
-    // does not cancel it between Segment's acknowledgement and recording it.
-    let worker = tokio::spawn(async move {
-        let _running = state.workers.clone();
-        let _permit = permit;
-        handle(&state.deps, event).await
-    });
-    match tokio::time::timeout(request_timeout, worker).await {
-        Ok(Ok(outcome)) => reply(outcome),
+    let deadline = Instant::now() + request_timeout;
+    // The work runs on its own task so that a client that goes away does not
+    // cancel it between Segment's acknowledgement and recording it; it stops
+    // waiting (for commercetools, for Segment) at the deadline itself.
+    let worker = {
+        let state = Arc::clone(state);
+        tokio::spawn(async move {
+            let _running = state.workers.clone();
+            let _permit = permit;
+            handle(&state.deps, event, deadline).await
+        })
+    };
+    // A little longer than the work's own deadline: it ends itself then.
+    match tokio::time::timeout(request_timeout + Duration::from_secs(1), worker).await {
+        Ok(Ok(outcome)) => outcome,
         Ok(Err(error)) => {
             tracing::error!(%error, "webhook worker failed");
-            reply(Reply::Error)
+            Reply::Error
         }
         Err(_) => {
             tracing::error!(
                 timeout_ms = request_timeout.as_millis() as u64,
                 "webhook request timed out; the sender will deliver it again"
             );
-            reply(Reply::Error)
+            Reply::Error
         }
     }
 }
 
-async fn handle(deps: &ServeDeps, event: WebhookEvent) -> Reply {
+async fn handle(deps: &ServeDeps, event: WebhookEvent, deadline: Instant) -> Reply {
     match event {
-        WebhookEvent::CustomerUpserted(customer) => deliver(deps, *customer).await,
+        WebhookEvent::CustomerUpserted(customer) => deliver(deps, *customer, deadline).await,
         WebhookEvent::CustomerChanged { id, version } => {
-            match deps.source.customer_by_id(&id).await {
-                Ok(Some(customer)) => deliver(deps, customer).await,
-                Ok(None) => {
+            let fetched = tokio::time::timeout_at(deadline, deps.source.customer_by_id(&id)).await;
+            match fetched {
+                Ok(Ok(Some(customer))) if customer.id == id => {
+                    deliver(deps, customer, deadline).await
+                }
+                Ok(Ok(Some(_))) => {
+                    tracing::error!(customer_id = %id, "commercetools answered with another customer than the one asked for");
+                    Reply::Error
+                }
+                Ok(Ok(None)) => {
                     tracing::info!(customer_id = %id, version, "customer no longer exists; nothing sent");
                     Reply::Ignored
                 }
-                Err(error) => {
+                Ok(Err(error)) => {
                     tracing::error!(customer_id = %id, %error, "cannot read the customer from commercetools");
+                    Reply::Error
+                }
+                Err(_) => {
+                    tracing::error!(customer_id = %id, "commercetools did not answer within the request's time");
                     Reply::Error
                 }
             }
@@ -203,10 +364,10 @@ async fn handle(deps: &ServeDeps, event: WebhookEvent) -> Reply {
     }
 }
 
-async fn deliver(deps: &ServeDeps, customer: Customer) -> Reply {
+async fn deliver(deps: &ServeDeps, customer: Customer, deadline: Instant) -> Reply {
     let customer_id = customer.id.clone();
     let customer_id = customer_id.as_str();
-    match deps.service.deliver(customer).await {
+    match deps.service.deliver(customer, deadline).await {
         Ok(Delivery::Delivered { message_id }) => {
             tracing::info!(customer_id, %message_id, "customer delivered to Segment");
             Reply::Delivered
@@ -241,6 +402,10 @@ async fn deliver(deps: &ServeDeps, customer: Customer) -> Reply {
             tracing::error!(customer_id, %error, code = error.code(), "identify not delivered to Segment; it is in the dead letters");
             Reply::Error
         }
+        Err(ServiceError::TimedOut) => {
+            tracing::error!(customer_id, "Segment did not answer within the request's time; the sender will deliver it again");
+            Reply::Error
+        }
         Err(error) => {
             tracing::error!(customer_id, %error, "cannot handle the customer");
             Reply::Error
@@ -270,19 +435,20 @@ pub(super) async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
-/// `GET /readyz`: the state store answers a cheap read.
+/// `GET /readyz`: the state store answered the last background probe.
 pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let answer = tokio::time::timeout(READY_TIMEOUT, state.deps.state.high_water_mark()).await;
-    match answer {
-        Ok(Ok(_)) => Json(json!({"status": "ready"})).into_response(),
-        Ok(Err(error)) => {
-            tracing::error!(%error, "not ready: the state store failed");
-            not_ready()
-        }
-        Err(_) => {
-            tracing::error!("not ready: the state store did not answer in time");
-            not_ready()
-        }
+    if state.readiness.open.swap(false, Ordering::Relaxed) {
+        tracing::warn!("the webhook accepts unauthenticated requests (--allow-unauthenticated)");
+    }
+    let mut ready = state.readiness.ready.clone();
+    // Right after start-up, the first probe may still be on its way.
+    if !*ready.borrow() {
+        let _ = tokio::time::timeout(READY_TIMEOUT, ready.wait_for(|ready| *ready)).await;
+    }
+    if *ready.borrow() {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        not_ready()
     }
 }
 

@@ -241,6 +241,10 @@ pub enum ServiceError {
     /// Another process kept the customer for longer than this one would wait.
     #[error("another process is delivering this customer")]
     Busy,
+    /// Segment did not answer before the deadline; the message may still be
+    /// delivered, and a redelivery records it (Segment drops the repeated messageId).
+    #[error("Segment did not answer in time")]
+    TimedOut,
 }
 
 /// Who claims customers: this process, and a number per run or request.
@@ -554,15 +558,21 @@ impl SyncService {
 
     /// The whole rule for one customer: claimed, decided, sent, and its outcome
     /// recorded before this returns. Two round trips to the state when no other
-    /// process holds the customer; while one does, it waits a little for it.
-    pub async fn deliver(&self, customer: Customer) -> Result<Delivery, ServiceError> {
+    /// process holds the customer; while one does, it waits a little for it. It
+    /// stops waiting (for the other process, for Segment) at `deadline`; once
+    /// Segment has answered, the outcome is recorded whatever the time.
+    pub async fn deliver(
+        &self,
+        customer: Customer,
+        deadline: tokio::time::Instant,
+    ) -> Result<Delivery, ServiceError> {
         let holder = self.holders.next();
         let mut classified = Some(classify(
             SourceRecord::Customer(Box::new(customer)),
             &self.rules,
         ));
         let mut wait = Duration::from_millis(20);
-        let patience = tokio::time::Instant::now() + BUSY_PATIENCE;
+        let patience = deadline.min(tokio::time::Instant::now() + BUSY_PATIENCE);
         let message = loop {
             let one = classified.take().expect("put back after each busy try");
             let decision = self
@@ -594,7 +604,12 @@ impl SyncService {
                 return Err(error.into());
             }
         };
-        let settled = in_flight.settle().await;
+        let Ok(settled) = tokio::time::timeout_at(deadline, in_flight.settle()).await else {
+            // The sender delivers it again; the claim must not make that wait.
+            self.release(std::slice::from_ref(&message), &holder)
+                .await?;
+            return Err(ServiceError::TimedOut);
+        };
         self.record(std::slice::from_ref(&settled), &holder).await?;
         Ok(match settled.outcome {
             Outcome::Delivered => Delivery::Delivered { message_id },

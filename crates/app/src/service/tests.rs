@@ -28,6 +28,11 @@ fn segment_answering(outcome: Outcome) -> MockSegmentClient {
     segment
 }
 
+/// A deadline the tests never reach.
+fn later() -> tokio::time::Instant {
+    tokio::time::Instant::now() + std::time::Duration::from_secs(60)
+}
+
 fn state() -> Arc<SqliteStateStore> {
     Arc::new(SqliteStateStore::open_in_memory().expect("in-memory state"))
 }
@@ -40,13 +45,13 @@ fn service(segment: MockSegmentClient, state: Arc<dyn SyncStateStore>) -> SyncSe
 async fn an_unchanged_customer_never_reaches_segment() {
     let state = state();
     service(segment_answering(Outcome::Delivered), state.clone())
-        .deliver(customer("c1", "Ada"))
+        .deliver(customer("c1", "Ada"), later())
         .await
         .unwrap();
     let mut segment = MockSegmentClient::new();
     segment.expect_identify().never();
     let again = service(segment, state)
-        .deliver(customer("c1", "Ada"))
+        .deliver(customer("c1", "Ada"), later())
         .await
         .unwrap();
     assert_eq!(again, Delivery::Unchanged);
@@ -58,7 +63,10 @@ async fn a_stale_dead_letter_goes_when_the_customer_turns_out_unchanged() {
     // Content A is delivered; content B fails and becomes a dead letter.
     let delivering = service(segment_answering(Outcome::Delivered), state.clone());
     assert!(matches!(
-        delivering.deliver(customer("c1", "A")).await.unwrap(),
+        delivering
+            .deliver(customer("c1", "A"), later())
+            .await
+            .unwrap(),
         Delivery::Delivered { .. }
     ));
     let failing = service(
@@ -66,7 +74,7 @@ async fn a_stale_dead_letter_goes_when_the_customer_turns_out_unchanged() {
         state.clone(),
     );
     assert_eq!(
-        failing.deliver(customer("c1", "B")).await.unwrap(),
+        failing.deliver(customer("c1", "B"), later()).await.unwrap(),
         Delivery::Failed(DeliveryError::ConnectionFailed)
     );
     let letters = state.dead_letters().await.unwrap();
@@ -75,7 +83,10 @@ async fn a_stale_dead_letter_goes_when_the_customer_turns_out_unchanged() {
 
     // Back to A: Segment has it, and B must not be replayed over it later.
     assert_eq!(
-        delivering.deliver(customer("c1", "A")).await.unwrap(),
+        delivering
+            .deliver(customer("c1", "A"), later())
+            .await
+            .unwrap(),
         Delivery::Unchanged
     );
     assert!(state.dead_letters().await.unwrap().is_empty());
@@ -89,12 +100,12 @@ async fn a_delivery_clears_the_customers_dead_letters() {
         segment_answering(Outcome::Failed(DeliveryError::NetworkTimeout)),
         state.clone(),
     )
-    .deliver(customer("c1", "A"))
+    .deliver(customer("c1", "A"), later())
     .await
     .unwrap();
     assert_eq!(state.dead_letters().await.unwrap().len(), 1);
     service(segment_answering(Outcome::Delivered), state.clone())
-        .deliver(customer("c1", "B"))
+        .deliver(customer("c1", "B"), later())
         .await
         .unwrap();
     assert!(state.dead_letters().await.unwrap().is_empty());
@@ -110,13 +121,16 @@ async fn refused_and_untransformable_customers_are_dead_letters_with_their_reaso
         state.clone(),
     );
     assert_eq!(
-        refusing.deliver(customer("c1", "A")).await.unwrap(),
+        refusing
+            .deliver(customer("c1", "A"), later())
+            .await
+            .unwrap(),
         Delivery::Rejected(DeliveryError::BadRequest { detail: None })
     );
     let mut huge = customer("c2", "A");
     huge.first_name = Some("x".repeat(40_000));
     assert_eq!(
-        refusing.deliver(huge).await.unwrap(),
+        refusing.deliver(huge, later()).await.unwrap(),
         Delivery::Rejected(DeliveryError::PayloadTooLarge)
     );
     let letters = state.dead_letters().await.unwrap();
@@ -143,7 +157,7 @@ async fn a_customer_without_email_is_skipped_without_asking_anyone() {
     let mut no_email = customer("c1", "A");
     no_email.email = None;
     let outcome = service(segment, Arc::new(state))
-        .deliver(no_email)
+        .deliver(no_email, later())
         .await
         .unwrap();
     assert_eq!(outcome, Delivery::Skipped(SkipReason::NoEmail));
@@ -158,7 +172,7 @@ async fn one_customer_costs_at_most_two_round_trips_to_the_state() {
         .returning(|_, _, _| Ok(Default::default()));
     state.expect_settle().times(1).returning(|_| Ok(()));
     let outcome = service(segment_answering(Outcome::Delivered), Arc::new(state))
-        .deliver(customer("c1", "A"))
+        .deliver(customer("c1", "A"), later())
         .await
         .unwrap();
     assert!(matches!(outcome, Delivery::Delivered { .. }));
@@ -168,7 +182,10 @@ async fn one_customer_costs_at_most_two_round_trips_to_the_state() {
 async fn decisions_keep_the_records_order_and_resending_ignores_what_segment_has() {
     let state = state();
     let delivering = service(segment_answering(Outcome::Delivered), state.clone());
-    delivering.deliver(customer("c2", "B")).await.unwrap();
+    delivering
+        .deliver(customer("c2", "B"), later())
+        .await
+        .unwrap();
     let mut no_email = customer("c3", "C");
     no_email.email = None;
     let records = || {
@@ -217,7 +234,7 @@ async fn a_failed_dead_letter_is_replayable_and_an_unusable_one_becomes_rejected
         segment_answering(Outcome::Failed(DeliveryError::ServerError { status: 503 })),
         state.clone(),
     )
-    .deliver(customer("c1", "A"))
+    .deliver(customer("c1", "A"), later())
     .await
     .unwrap();
     let mut broken = state.dead_letters().await.unwrap().remove(0);
@@ -248,6 +265,8 @@ async fn a_client_that_refuses_the_message_is_an_error_to_retry() {
     segment
         .expect_identify()
         .returning(|_| Err(segment_sync_ports::SegmentError::Closed));
-    let outcome = service(segment, state()).deliver(customer("c1", "A")).await;
+    let outcome = service(segment, state())
+        .deliver(customer("c1", "A"), later())
+        .await;
     assert!(matches!(outcome, Err(ServiceError::Segment(_))));
 }

@@ -320,6 +320,8 @@ pub struct WebhookSettings {
     pub token: Option<WebhookToken>,
     /// Where to listen.
     pub listen: SocketAddr,
+    /// `WEBHOOK_MAX_CONNECTIONS`: connections held open at once.
+    pub max_connections: usize,
 }
 
 /// Every section of the configuration, each parsed with all its errors.
@@ -679,6 +681,7 @@ fn webhook(env: &Env, flags: &Flags) -> Parsed<WebhookSettings> {
             errors.0.push(ConfigError::Refused(refused.to_string()));
         }
     }
+    let max_connections = errors.keep(number(env, "WEBHOOK_MAX_CONNECTIONS"));
     let listen = match flags.listen {
         Some(listen) => Some(listen),
         None => errors.keep(env.get("PORT").and_then(|port| {
@@ -695,7 +698,10 @@ fn webhook(env: &Env, flags: &Flags) -> Parsed<WebhookSettings> {
         })),
     };
     errors.section(|| {
+        let max_connections = max_connections?;
         Some(WebhookSettings {
+            max_connections: max_connections
+                .map_or(crate::serve::DEFAULT_MAX_CONNECTIONS, |n| n as usize),
             token,
             listen: listen?,
         })
