@@ -3,4 +3,5 @@
 //! `cargo test -p segment-sync-adapters --test contracts` runs them all.
 
 mod file_source;
+mod postgres_state;
 mod sqlite_state;
