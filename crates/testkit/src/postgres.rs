@@ -91,18 +91,34 @@ impl TestDatabase {
     /// The URL with `password` as the user's password (the server's user, or
     /// `postgres`), for tests of what is shown of a URL.
     pub fn url_with_password(&self, password: &str) -> String {
-        let (scheme, rest) = self
+        let (user, _) = self.credentials_and_location();
+        self.url_as(&user, Some(password))
+    }
+
+    /// The URL as another user, with a password or none.
+    pub fn url_as(&self, user: &str, password: Option<&str>) -> String {
+        let (_, location) = self.credentials_and_location();
+        let scheme = self.url.split_once("://").map_or("postgres", |(s, _)| s);
+        match password {
+            Some(password) => format!("{scheme}://{user}:{password}@{location}"),
+            None => format!("{scheme}://{user}@{location}"),
+        }
+    }
+
+    /// The server's user (`postgres` when the URL names none), and the URL after
+    /// its credentials.
+    fn credentials_and_location(&self) -> (String, &str) {
+        let rest = self
             .url
             .split_once("://")
-            .expect("the test server's URL has a scheme");
-        let (user, location) = match rest.split_once('@') {
+            .map_or(self.url.as_str(), |(_, r)| r);
+        match rest.split_once('@') {
             Some((credentials, location)) => {
                 let user = credentials.split(':').next().unwrap_or("postgres");
-                (user, location)
+                (user.to_owned(), location)
             }
-            None => ("postgres", rest),
-        };
-        format!("{scheme}://{user}:{password}@{location}")
+            None => ("postgres".to_owned(), rest),
+        }
     }
 
     /// The database's name.
@@ -233,6 +249,29 @@ mod tests {
         assert!(a
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+    }
+
+    #[test]
+    fn the_url_can_name_another_user_and_a_password() {
+        let database = TestDatabase {
+            name: "t".to_owned(),
+            url: "postgres://admin:pw@db:5432/t?sslmode=disable".to_owned(),
+            server_url: String::new(),
+        };
+        assert_eq!(
+            database.url_with_password("s3cret"),
+            "postgres://admin:s3cret@db:5432/t?sslmode=disable"
+        );
+        assert_eq!(
+            database.url_as("nobody", None),
+            "postgres://nobody@db:5432/t?sslmode=disable"
+        );
+        assert_eq!(
+            database.url_with("connect_timeout=3"),
+            "postgres://admin:pw@db:5432/t?sslmode=disable&connect_timeout=3"
+        );
+        // Not a real database: nothing to drop.
+        std::mem::forget(database);
     }
 
     #[test]

@@ -65,13 +65,10 @@ impl Failure {
     /// The reason for a [`StateError::Open`] of `url`: unreachable, refused,
     /// missing, or the error as the server told it.
     pub(super) fn open_reason(&self, url: &PostgresUrl) -> String {
+        let address = url.first_address();
         match self {
             Self::Postgres(e) => describe_connect_error(e, url),
-            Self::Pool(PoolError::Timeout(_)) => format!(
-                "the server at {} did not answer in time: check that it is running and \
-                 reachable, or raise connect_timeout in the URL",
-                url.first_address()
-            ),
+            Self::Pool(PoolError::Timeout(_)) => format!("the server at {address} did not answer in time: check that it is running and reachable, or raise connect_timeout in the URL"),
             other => other.reason(),
         }
     }
@@ -86,7 +83,9 @@ pub(super) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     {
         let mut text = format!("{}: {}", db.severity(), db.message());
         if let Some(detail) = db.detail() {
-            text.push_str(&format!(" ({detail})"));
+            // A detail may run to several lines (a deadlock's does); an error is one.
+            let detail: Vec<&str> = detail.lines().map(str::trim).collect();
+            text.push_str(&format!(" ({})", detail.join(" ")));
         }
         return text;
     }
@@ -111,48 +110,35 @@ fn pool_reason(error: &PoolError) -> String {
     }
 }
 
+/// Why connecting failed, and what to do (each message on one line, as
+/// docs/troubleshooting.md quotes it).
 fn describe_connect_error(error: &tokio_postgres::Error, url: &PostgresUrl) -> String {
     let text = chain(error);
     let user = url.user().unwrap_or("(the system user)");
-    if let Some(code) = error.code() {
-        if *code == SqlState::INVALID_PASSWORD
-            || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
-        {
-            return format!(
-                "authentication failed for user \"{user}\" ({text}): check the user and \
-                 password in the URL, and the server's pg_hba.conf"
-            );
+    let address = url.first_address();
+    let mode = url.ssl_mode().as_str();
+    let Some(code) = error.code() else {
+        if text.starts_with("error performing TLS handshake") {
+            return format!("{text}: the URL asks for sslmode={mode}; check that the server has TLS on, and that its certificate is signed by a root in webpki's list or in sslrootcert for verify-ca and verify-full");
         }
-        if *code == SqlState::INVALID_CATALOG_NAME {
-            let database = url.database().unwrap_or(user);
-            return format!(
-                "database \"{database}\" does not exist: create it (CREATE DATABASE \
-                 \"{database}\") or name an existing one in the URL"
-            );
-        }
-        if *code == SqlState::INSUFFICIENT_PRIVILEGE {
-            return format!(
-                "user \"{user}\" may not create the state's tables ({text}): grant it \
-                 CREATE on the schema (PostgreSQL 15 no longer grants it on public), or \
-                 create the tables as the database's owner once"
-            );
+        if text.starts_with("error connecting to server") || text.starts_with("timeout") {
+            return format!("cannot reach the server at {address} ({text}): check that it is running and the host and port are right");
         }
         return text;
+    };
+    if *code == SqlState::INVALID_PASSWORD || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+    {
+        return format!("authentication failed for user \"{user}\" ({text}): check the user and password in the URL, and the server's pg_hba.conf");
     }
-    if text.starts_with("error performing TLS handshake") {
-        return format!(
-            "{text}: the URL asks for sslmode={} — check that the server has TLS on \
-             and, to verify it, that its certificate is signed by a root in \
-             webpki's list or in sslrootcert",
-            url.ssl_mode().as_str()
-        );
+    if *code == SqlState::INVALID_CATALOG_NAME {
+        let database = url.database().unwrap_or(user);
+        return format!("database \"{database}\" does not exist: create it (CREATE DATABASE \"{database}\") or name an existing one in the URL");
     }
-    if text.starts_with("error connecting to server") || text.starts_with("timeout") {
-        return format!(
-            "cannot reach the server at {} ({text}): check that it is running and the \
-             host and port are right",
-            url.first_address()
-        );
+    if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+        return format!("user \"{user}\" may not create the state's tables ({text}): grant it CREATE on the database's schema, or create them once as the database's owner");
+    }
+    if *code == SqlState::DUPLICATE_TABLE {
+        return format!("the database already has tables segment-sync did not create ({text}): give segment-sync a database of its own");
     }
     text
 }

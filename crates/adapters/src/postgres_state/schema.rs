@@ -106,11 +106,7 @@ pub(super) async fn migrate(client: &mut ClientWrapper) -> Result<(), Failure> {
 /// Refuses a schema this build does not know.
 pub(super) fn check_version(version: i32) -> Result<(), String> {
     if version > SCHEMA_VERSION {
-        return Err(format!(
-            "it has schema version {version}, written by a newer segment-sync; \
-             this build knows up to version {SCHEMA_VERSION}: upgrade segment-sync \
-             or point --state at another database"
-        ));
+        return Err(format!("it has schema version {version}, written by a newer segment-sync; this build knows up to version {SCHEMA_VERSION}: upgrade segment-sync or point --state at another database"));
     }
     if version < 0 {
         return Err(format!("it has an invalid schema version {version}"));
