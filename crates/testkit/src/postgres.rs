@@ -56,6 +56,16 @@ impl TestDatabase {
     /// When the server does not answer or refuses to create it, saying how to
     /// point the tests at one.
     pub async fn create() -> Self {
+        Self::create_with("").await
+    }
+
+    /// As [`create`](Self::create), with `options` for `CREATE DATABASE` (its
+    /// locale, say: `TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'`).
+    ///
+    /// # Panics
+    ///
+    /// As [`create`](Self::create).
+    pub async fn create_with(options: &str) -> Self {
         let server_url = server_url();
         let name = fresh_name();
         let admin = connect(&server_url).await.unwrap_or_else(|e| {
@@ -67,7 +77,7 @@ impl TestDatabase {
             )
         });
         admin
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .batch_execute(&format!("CREATE DATABASE \"{name}\" {options}"))
             .await
             .unwrap_or_else(|e| panic!("cannot create the test database {name}: {e:?}"));
         Self {

@@ -2,8 +2,9 @@
 //! backwards), and what a holder settles — each call one statement, so one
 //! round trip and its own transaction.
 //!
-//! Rows are written in customer id order, so that two statements over the same
-//! customers lock them in the same order and cannot deadlock each other.
+//! Rows are written in customer id order (bytewise, as the columns compare), so
+//! that two statements over the same customers lock them in the same order and
+//! cannot deadlock each other.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -23,7 +24,7 @@ WITH asked AS (
 ), granted AS (
     INSERT INTO claims AS c (customer_id, holder, expires_at)
     SELECT customer_id, $2, now() + $3::bigint * interval '1 millisecond'
-    FROM asked ORDER BY customer_id
+    FROM asked ORDER BY customer_id COLLATE \"C\"
     ON CONFLICT (customer_id) DO UPDATE SET
         holder = excluded.holder, expires_at = excluded.expires_at
     WHERE c.holder = excluded.holder OR c.expires_at <= now()
@@ -46,7 +47,7 @@ WITH written AS (
     INSERT INTO deliveries AS d (customer_id, fingerprint, version, user_id)
     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[])
         AS i(customer_id, fingerprint, version, user_id)
-    ORDER BY customer_id
+    ORDER BY customer_id COLLATE \"C\"
     ON CONFLICT (customer_id) DO UPDATE SET
         fingerprint = excluded.fingerprint,
         version = excluded.version,

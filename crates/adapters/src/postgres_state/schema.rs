@@ -17,18 +17,20 @@ const VERSION_TABLE: &str = "CREATE TABLE schema_version (
 
 /// The schema, one entry per version.
 const MIGRATIONS: &[&str] = &[
-    // Version 1: the SQLite store's version 2. Claims expire by the database's
-    // clock, which every replica shares; runs and dead letters keep their times
-    // as the RFC 3339 text they were given, as SQLite does, so that a moved state
-    // reads the same.
+    // Version 1: the SQLite store's version 2. Customer ids compare byte by
+    // byte ("C"), as in SQLite, whatever the database's locale: listings come in
+    // the same order from both stores, and comparing is cheaper. Claims expire by
+    // the database's clock, which every replica shares; runs and dead letters
+    // keep their times as the RFC 3339 text they were given, as SQLite does, so
+    // that a moved state reads the same.
     "CREATE TABLE deliveries (
-         customer_id TEXT PRIMARY KEY,
+         customer_id TEXT COLLATE \"C\" PRIMARY KEY,
          fingerprint TEXT NOT NULL,
          version BIGINT NOT NULL,
          user_id TEXT NOT NULL
      );
      CREATE TABLE claims (
-         customer_id TEXT PRIMARY KEY,
+         customer_id TEXT COLLATE \"C\" PRIMARY KEY,
          holder TEXT NOT NULL,
          expires_at TIMESTAMPTZ NOT NULL
      );
@@ -38,7 +40,7 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE SEQUENCE dead_letters_seq;
      CREATE TABLE dead_letters (
-         customer_id TEXT PRIMARY KEY,
+         customer_id TEXT COLLATE \"C\" PRIMARY KEY,
          kind TEXT NOT NULL,
          code TEXT NOT NULL,
          reason TEXT NOT NULL,

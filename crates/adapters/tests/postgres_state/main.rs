@@ -603,6 +603,36 @@ async fn postgres_settles_a_delivery_and_a_letter_of_one_customer_as_sqlite_does
 }
 
 #[tokio::test]
+async fn postgres_lists_deliveries_in_byte_order_whatever_the_databases_locale() {
+    // English rules sort "a" before "B" and ignore "_"; bytes do not.
+    let database =
+        TestDatabase::create_with("TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'")
+            .await;
+    let postgres = connect(database.url()).await;
+    let sqlite = SqliteStateStore::open_in_memory().unwrap();
+    let ids: Vec<String> = ["b", "_c", "A", "a", "B", "Z", "-d", "é"]
+        .map(str::to_owned)
+        .to_vec();
+    let mut listed = Vec::new();
+    for store in [&postgres as &dyn SyncStateStore, &sqlite] {
+        record(store, &ids, "test", 0).await;
+        let mut order = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store.deliveries_after(after, 3).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some(last.customer_id.clone());
+            order.extend(page.into_iter().map(|row| row.customer_id));
+        }
+        listed.push(order);
+    }
+    let mut bytewise = ids.clone();
+    bytewise.sort();
+    assert_eq!(listed[0], bytewise, "postgres");
+    assert_eq!(listed[1], bytewise, "sqlite");
+}
+
+#[tokio::test]
 async fn postgres_pages_of_claims_and_settlements_are_quick() {
     const CUSTOMERS: usize = 50_000;
     const PAGE: usize = 500;
