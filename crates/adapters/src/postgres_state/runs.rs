@@ -3,7 +3,9 @@
 //! as long as the run's [`RunLease`](segment_sync_ports::RunLease) lives.
 //!
 //! The server releases a session's lock when the session ends, however it ends:
-//! a process killed with `kill -9` loses its connection, and with it the lease.
+//! a process killed with `kill -9` loses its connection, and with it the lease;
+//! a host that vanishes is noticed by the server's keepalives, which the lease's
+//! session shortens to about a minute and a half.
 //! A lease dropped in this process unlocks at once, on a task of its own, and a
 //! run begun by this store after it waits for that to be done, so that
 //! "drop the lease, begin the next run" never races.
@@ -25,7 +27,14 @@ const RUN_LOCK: i64 = 0x5345_4753_594e_4302;
 /// unlocked.
 const UNLOCK_WAIT: Duration = Duration::from_secs(10);
 
-const TRY_LOCK: &str = "SELECT pg_try_advisory_lock($1)";
+/// Takes the lock, and asks the server to notice within about a minute and a
+/// half that the session's host is gone (its default is the system's, often two
+/// hours), so that a run whose host vanished does not hold the lease that long.
+const TRY_LOCK: &str = "
+SELECT pg_try_advisory_lock($1),
+       set_config('tcp_keepalives_idle', '60', false),
+       set_config('tcp_keepalives_interval', '10', false),
+       set_config('tcp_keepalives_count', '3', false)";
 
 const UNLOCK: &str = "SELECT pg_advisory_unlock($1)";
 
