@@ -7,6 +7,7 @@
 //! - [`generate`]: realistic commercetools customers, deterministic and streamed.
 //! - [`customers`]: one customer shape for tests, as JSON and as the domain type.
 //! - [`child_log`]: the JSON log of a `segment-sync` child, for the address it bound.
+//! - [`postgres`]: a fresh database per test on the test PostgreSQL server.
 
 pub mod child_log;
 pub mod contract;
@@ -16,6 +17,7 @@ pub mod fake_segment;
 pub mod generate;
 mod http;
 pub mod memory;
+pub mod postgres;
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;

@@ -3,8 +3,9 @@
 use segment_sync_domain::sync::{DeadLetterKind, RunStatus};
 use segment_sync_domain::Fingerprint;
 use segment_sync_ports::StateError;
-use time::format_description::well_known::Rfc3339;
-use time::{OffsetDateTime, UtcOffset};
+use time::OffsetDateTime;
+
+use crate::state_values as values;
 
 /// Why work on the connection failed, before it is told as a [`StateError`].
 #[derive(Debug)]
@@ -31,53 +32,35 @@ impl Failure {
 }
 
 pub(super) fn rfc3339(at: OffsetDateTime) -> Result<String, Failure> {
-    // UTC first: RFC 3339 cannot write an offset with seconds.
-    at.to_offset(UtcOffset::UTC)
-        .format(&Rfc3339)
-        .map_err(|e| Failure::Invalid(format!("cannot write timestamp {at}: {e}")))
+    values::rfc3339(at).map_err(Failure::Invalid)
 }
 
 pub(super) fn now_rfc3339() -> Result<String, Failure> {
-    rfc3339(OffsetDateTime::now_utc())
+    values::now_rfc3339().map_err(Failure::Invalid)
 }
 
 pub(super) fn parse_rfc3339(text: &str, what: &str) -> Result<OffsetDateTime, Failure> {
-    OffsetDateTime::parse(text, &Rfc3339)
-        .map_err(|e| Failure::Invalid(format!("stored {what} {text:?} is not RFC 3339: {e}")))
+    values::parse_rfc3339(text, what).map_err(Failure::Invalid)
 }
 
 pub(super) fn to_i64(n: u64, what: &str) -> Result<i64, Failure> {
-    i64::try_from(n).map_err(|_| Failure::Invalid(format!("{what} {n} is too large to store")))
+    values::to_i64(n, what).map_err(Failure::Invalid)
 }
 
 pub(super) fn to_u64(n: i64, what: &str) -> Result<u64, Failure> {
-    u64::try_from(n).map_err(|_| Failure::Invalid(format!("stored {what} {n} is negative")))
+    values::to_u64(n, what).map_err(Failure::Invalid)
 }
 
 pub(super) fn fingerprint(id: &str, hex: &str) -> Result<Fingerprint, Failure> {
-    Fingerprint::from_hex(hex).ok_or_else(|| {
-        Failure::Invalid(format!("customer {id} has a malformed fingerprint {hex:?}"))
-    })
+    values::fingerprint(id, hex).map_err(Failure::Invalid)
 }
 
 pub(super) fn status_from_text(text: &str) -> Result<RunStatus, Failure> {
-    [
-        RunStatus::Running,
-        RunStatus::Succeeded,
-        RunStatus::CompletedWithErrors,
-        RunStatus::Aborted,
-        RunStatus::Abandoned,
-    ]
-    .into_iter()
-    .find(|status| status.as_str() == text)
-    .ok_or_else(|| Failure::Invalid(format!("unknown run status {text:?}")))
+    values::run_status(text).map_err(Failure::Invalid)
 }
 
 pub(super) fn kind_from_text(text: &str) -> Result<DeadLetterKind, Failure> {
-    [DeadLetterKind::Rejected, DeadLetterKind::Failed]
-        .into_iter()
-        .find(|kind| kind.as_str() == text)
-        .ok_or_else(|| Failure::Invalid(format!("unknown dead letter kind {text:?}")))
+    values::dead_letter_kind(text).map_err(Failure::Invalid)
 }
 
 /// `… IN (?,?,…)` with one placeholder per id.
@@ -93,28 +76,6 @@ pub(super) fn placeholders(ids: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn run_status_text_round_trips() {
-        for status in [
-            RunStatus::Running,
-            RunStatus::Succeeded,
-            RunStatus::CompletedWithErrors,
-            RunStatus::Aborted,
-            RunStatus::Abandoned,
-        ] {
-            assert_eq!(status_from_text(status.as_str()).unwrap(), status);
-        }
-        assert!(status_from_text("exploded").is_err());
-    }
-
-    #[test]
-    fn dead_letter_kind_text_round_trips() {
-        for kind in [DeadLetterKind::Rejected, DeadLetterKind::Failed] {
-            assert_eq!(kind_from_text(kind.as_str()).unwrap(), kind);
-        }
-        assert!(kind_from_text("lost").is_err());
-    }
 
     #[test]
     fn placeholders_are_one_per_id() {

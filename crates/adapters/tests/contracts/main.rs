@@ -4,5 +4,6 @@
 
 mod commercetools;
 mod file_source;
+mod postgres_state;
 mod segment;
 mod sqlite_state;
