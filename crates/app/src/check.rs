@@ -191,7 +191,7 @@ async fn state_lines(settings: &Settings) -> Vec<CheckLine> {
         Ok(location) => location,
         Err(errors) => return vec![settings_line("state location valid", [errors.0.as_slice()])],
     };
-    match wiring::state(location) {
+    match wiring::state(location).await {
         Ok(state) => state.check.self_check().await,
         Err(failure) => vec![CheckLine::fail(
             format!("state database {location} writable"),

@@ -38,7 +38,7 @@ pub async fn sync(args: &SyncArgs, settings: &Settings) -> Result<Exit, Failure>
     ))?;
     let source = wiring::source(source_settings)?.port;
     let ports = Ports {
-        state: wiring::state(state)?.port,
+        state: wiring::state(state).await?.port,
         segment: wiring::segment(segment)?.port,
     };
     let service = SyncService::new(
@@ -75,7 +75,7 @@ pub async fn dead_letters_replay(json: bool, settings: &Settings) -> Result<Exit
     let (rules, segment, state) =
         Settings::require((&settings.rules, &settings.segment, &settings.state))?;
     let segment = wiring::segment(segment)?.port;
-    let state = wiring::state(state)?.port;
+    let state = wiring::state(state).await?.port;
     let service = SyncService::new(Arc::clone(&segment), Arc::clone(&state), rules.clone());
     let ports = Ports { segment, state };
     let clock = Instant::now();
@@ -202,7 +202,8 @@ async fn dry_run(
 /// `segment-sync dead-letters list`.
 pub async fn dead_letters_list(json: bool, settings: &Settings) -> Result<Exit, Failure> {
     let (state,) = Settings::require((&settings.state,))?;
-    let letters = wiring::existing_state(state)?
+    let letters = wiring::existing_state(state)
+        .await?
         .port
         .dead_letters()
         .await
@@ -269,7 +270,8 @@ impl<'a> From<&'a DeadLetter> for ListedDeadLetter<'a> {
 /// `segment-sync runs`.
 pub async fn runs(args: &RunsArgs, settings: &Settings) -> Result<Exit, Failure> {
     let (state,) = Settings::require((&settings.state,))?;
-    let runs = wiring::existing_state(state)?
+    let runs = wiring::existing_state(state)
+        .await?
         .port
         .runs(args.limit)
         .await
@@ -337,7 +339,7 @@ pub async fn serve(args: &ServeArgs, settings: &Settings) -> Result<Exit, Failur
     let mut segment = segment.clone();
     segment.flush_interval = wiring::SERVE_FLUSH_INTERVAL;
     let segment = wiring::segment(&segment)?.port;
-    let state = wiring::state(state)?.port;
+    let state = wiring::state(state).await?.port;
     let deps = ServeDeps {
         service: SyncService::new(Arc::clone(&segment), Arc::clone(&state), rules.clone()),
         segment,
@@ -373,8 +375,8 @@ pub async fn state_copy(from: &str, to: &str) -> Result<Exit, Failure> {
             "--from and --to name the same state".to_owned(),
         ));
     }
-    let source = wiring::existing_state(&from_location)?.port;
-    let target = wiring::state(&to_location)?.port;
+    let source = wiring::existing_state(&from_location).await?.port;
+    let target = wiring::state(&to_location).await?.port;
     let holder = format!("pid {} (state copy)", std::process::id());
     let start = |started_at| RunStart {
         kind: "state copy".to_owned(),

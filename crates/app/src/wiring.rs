@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use segment_sync_adapters::commercetools::HttpCustomerSource;
 use segment_sync_adapters::file_source::FileCustomerSource;
+use segment_sync_adapters::postgres_state::PostgresStateStore;
 use segment_sync_adapters::segment::{HttpSegmentClient, SegmentConfig};
 use segment_sync_adapters::sqlite_state::SqliteStateStore;
-use segment_sync_ports::{CustomerSource, SegmentClient, SelfCheck, SyncStateStore};
+use segment_sync_ports::{CustomerSource, SegmentClient, SelfCheck, StateError, SyncStateStore};
 
 use crate::settings::{SourceSettings, StateLocation};
 use crate::Failure;
@@ -50,24 +51,29 @@ pub fn source(settings: &SourceSettings) -> Result<Wired<dyn CustomerSource>, Fa
     })
 }
 
-/// The state store at `location`, created when missing.
-pub fn state(location: &StateLocation) -> Result<Wired<dyn SyncStateStore>, Failure> {
+/// The state store at `location`: a SQLite file created when missing, or a
+/// PostgreSQL database whose schema is created or migrated on first use.
+pub async fn state(location: &StateLocation) -> Result<Wired<dyn SyncStateStore>, Failure> {
+    let opened = |e: StateError| Failure::Usage(e.to_string());
     Ok(match location {
-        StateLocation::Sqlite(path) => {
-            wired!(SqliteStateStore::open(path).map_err(|e| Failure::Usage(e.to_string()))?,)
-        }
+        StateLocation::Sqlite(path) => wired!(SqliteStateStore::open(path).map_err(opened)?),
+        StateLocation::Postgres(url) => wired!(PostgresStateStore::connect_to(url.clone())
+            .await
+            .map_err(opened)?),
     })
 }
 
 /// The state store at `location` for a command that only reads it: one that does
 /// not exist yet is an error rather than a new, empty database.
-pub fn existing_state(location: &StateLocation) -> Result<Wired<dyn SyncStateStore>, Failure> {
+pub async fn existing_state(
+    location: &StateLocation,
+) -> Result<Wired<dyn SyncStateStore>, Failure> {
     match location {
         StateLocation::Sqlite(path) if !path.exists() => Err(Failure::Usage(format!(
             "no state database at {}: run `segment-sync sync` first, or point --state or SEGMENT_SYNC_STATE at the right file",
             path.display()
         ))),
-        _ => state(location),
+        _ => state(location).await,
     }
 }
 

@@ -30,11 +30,19 @@ WITH asked AS (
     WHERE c.holder = excluded.holder OR c.expires_at <= now()
     RETURNING c.customer_id
 )
-SELECT g.customer_id, d.fingerprint, d.version, l.fingerprint
-FROM granted g
-LEFT JOIN deliveries d ON d.customer_id = g.customer_id
+SELECT customer_id FROM granted";
+
+/// What was delivered (and refused) of the customers asked for, read by a
+/// statement of its own after [`CLAIM`]: a statement sees the data as it was when
+/// it began, so a lookup inside the claim's statement could miss a delivery that
+/// committed while the claim waited for the previous holder's row, and let an
+/// older version through.
+const CLAIMED: &str = "
+SELECT a.customer_id, d.fingerprint, d.version, l.fingerprint
+FROM unnest($1::text[]) AS a(customer_id)
+LEFT JOIN deliveries d ON d.customer_id = a.customer_id
 LEFT JOIN dead_letters l
-    ON l.customer_id = g.customer_id AND l.kind = 'rejected' AND l.fingerprint IS NOT NULL";
+    ON l.customer_id = a.customer_id AND l.kind = 'rejected' AND l.fingerprint IS NOT NULL";
 
 /// Records deliveries unless a newer version is held, clears the dead letters
 /// those deliveries make stale, adds dead letters and releases the holder's
@@ -131,12 +139,27 @@ pub(super) async fn claim(
     ttl: Duration,
 ) -> Result<Claimed, Failure> {
     let ttl_ms = i64::try_from(ttl.min(LONGEST_CLAIM).as_millis()).unwrap_or(i64::MAX);
-    let statement = client.prepare_cached(CLAIM).await?;
-    let rows = client.query(&statement, &[&ids, &holder, &ttl_ms]).await?;
+    let claim = client.prepare_cached(CLAIM).await?;
+    let look = client.prepare_cached(CLAIMED).await?;
+    // Both statements go in one round trip; the server runs the lookup after the
+    // claim, with a snapshot of its own.
+    let claim_parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+        [&ids, &holder, &ttl_ms];
+    let look_parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
+    let (granted_rows, rows) = tokio::try_join!(
+        client.query(&claim, &claim_parameters),
+        client.query(&look, &look_parameters),
+    )?;
+    let granted: HashSet<String> = granted_rows
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
     let mut claimed = Claimed::default();
-    let mut granted = HashSet::with_capacity(rows.len());
     for row in rows {
         let id: String = row.try_get(0)?;
+        if !granted.contains(&id) {
+            continue;
+        }
         let fingerprint: Option<String> = row.try_get(1)?;
         let version: Option<i64> = row.try_get(2)?;
         if let (Some(hex), Some(version)) = (fingerprint, version) {
@@ -152,7 +175,6 @@ pub(super) async fn claim(
                 .rejected
                 .insert(id.clone(), state_values::fingerprint(&id, &hex)?);
         }
-        granted.insert(id);
     }
     let mut seen = HashSet::with_capacity(ids.len());
     claimed.busy = ids

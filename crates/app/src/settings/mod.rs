@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
 use segment_sync_adapters::commercetools::{region_urls, CommercetoolsConfig};
+use segment_sync_adapters::postgres_state::PostgresUrl;
 use segment_sync_adapters::segment::{SegmentConfig, DEFAULT_ENDPOINT};
 use segment_sync_adapters::without_credentials;
 use segment_sync_domain::identify::IdentifyRules;
@@ -285,20 +286,38 @@ impl fmt::Display for SourceSettings {
 }
 
 /// Where the state is kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum StateLocation {
-    /// A SQLite database file.
+    /// A SQLite database file: one host.
     Sqlite(PathBuf),
+    /// A PostgreSQL database, shared by every replica and run.
+    Postgres(PostgresUrl),
 }
+
+impl PartialEq for StateLocation {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for StateLocation {}
 
 impl StateLocation {
     /// Where a state is, from what the user wrote (`name` says where, for the
-    /// error): a SQLite path.
+    /// error): a `postgres://` or `postgresql://` URL, else a SQLite path.
     pub fn parse(name: &'static str, written: &str) -> Result<Self, ConfigError> {
         let written = written.trim();
         if written.is_empty() {
             return Err(ConfigError::Blank { name });
+        }
+        if PostgresUrl::is_postgres(written) {
+            return PostgresUrl::parse(written)
+                .map(Self::Postgres)
+                .map_err(|e| ConfigError::Invalid {
+                    name,
+                    reason: e.to_string(),
+                });
         }
         Ok(Self::Sqlite(PathBuf::from(written)))
     }
@@ -308,6 +327,7 @@ impl fmt::Display for StateLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Sqlite(path) => write!(f, "{}", path.display()),
+            Self::Postgres(url) => f.write_str(url.without_credentials()),
         }
     }
 }

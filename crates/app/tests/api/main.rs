@@ -5,6 +5,7 @@ mod first_use;
 mod helpers;
 mod mapping;
 mod readme;
+mod replicas;
 mod rule;
 mod serve;
 mod serve_process;
