@@ -292,7 +292,7 @@ pub enum StateLocation {
     /// A SQLite database file: one host.
     Sqlite(PathBuf),
     /// A PostgreSQL database, shared by every replica and run.
-    Postgres(PostgresUrl),
+    Postgres(Box<PostgresUrl>),
 }
 
 impl PartialEq for StateLocation {
@@ -313,7 +313,7 @@ impl StateLocation {
         }
         if PostgresUrl::is_postgres(written) {
             return PostgresUrl::parse(written)
-                .map(Self::Postgres)
+                .map(|url| Self::Postgres(Box::new(url)))
                 .map_err(|e| ConfigError::Invalid {
                     name,
                     reason: e.to_string(),
