@@ -57,9 +57,11 @@ pub async fn state(location: &StateLocation) -> Result<Wired<dyn SyncStateStore>
     let opened = |e: StateError| Failure::Usage(e.to_string());
     Ok(match location {
         StateLocation::Sqlite(path) => wired!(SqliteStateStore::open(path).map_err(opened)?),
-        StateLocation::Postgres(url) => wired!(PostgresStateStore::connect_to(url.as_ref().clone())
-            .await
-            .map_err(opened)?),
+        StateLocation::Postgres(url) => {
+            wired!(PostgresStateStore::connect_to(url.as_ref().clone())
+                .await
+                .map_err(opened)?)
+        }
     })
 }
 
