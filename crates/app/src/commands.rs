@@ -199,34 +199,46 @@ async fn dry_run(
     })
 }
 
-/// `segment-sync dead-letters list`.
+/// Dead letters read per page by `dead-letters list`.
+const LETTERS_PAGE: usize = 500;
+
+/// `segment-sync dead-letters list`, a page at a time: a large list never sits
+/// in memory whole.
 pub async fn dead_letters_list(json: bool, settings: &Settings) -> Result<Exit, Failure> {
     let (state,) = Settings::require((&settings.state,))?;
-    let letters = wiring::existing_state(state)
-        .await?
-        .port
-        .dead_letters()
-        .await
-        .map_err(fatal)?;
+    let state = wiring::existing_state(state).await?.port;
     let mut out = Stdout::default();
-    if json {
-        let listed: Vec<ListedDeadLetter<'_>> =
-            letters.iter().map(ListedDeadLetter::from).collect();
-        out.json_pretty(&listed)?;
-    } else if letters.is_empty() {
-        out.line("no dead letters")?;
-    } else {
-        for letter in &letters {
-            out.line(format_args!(
-                "{}\t{}\t{}\t{}\tattempts={}\t{}",
-                letter.recorded_at,
-                letter.kind,
-                letter.customer_id,
-                letter.code,
-                letter.attempts,
-                letter.reason
-            ))?;
+    let mut printed = 0usize;
+    let mut after = None;
+    while !out.is_closed() {
+        let page = state
+            .dead_letters_after(after, LETTERS_PAGE)
+            .await
+            .map_err(fatal)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.cursor);
+        for stored in &page {
+            let letter = &stored.letter;
+            if json {
+                out.json_array_item(printed == 0, &ListedDeadLetter::from(letter))?;
+            } else {
+                out.line(format_args!(
+                    "{}\t{}\t{}\t{}\tattempts={}\t{}",
+                    letter.recorded_at,
+                    letter.kind,
+                    letter.customer_id,
+                    letter.code,
+                    letter.attempts,
+                    letter.reason
+                ))?;
+            }
+            printed += 1;
         }
+    }
+    if json {
+        out.json_array_end(printed == 0)?;
+    } else if printed == 0 {
+        out.line("no dead letters")?;
     }
     out.flush()?;
     Ok(Exit::Success)
@@ -414,8 +426,31 @@ pub async fn state_copy(from: &str, to: &str) -> Result<Exit, Failure> {
             .map_err(fatal)?;
         deliveries += page.len();
     }
-    let letters = source.dead_letters().await.map_err(fatal)?;
-    target.add_dead_letters(&letters).await.map_err(fatal)?;
+    let mut letters = 0usize;
+    let mut after = None;
+    loop {
+        let page = source
+            .dead_letters_after(after, COPY_PAGE)
+            .await
+            .map_err(fatal)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.cursor);
+        letters += page.len();
+        let page: Vec<DeadLetter> = page.into_iter().map(|stored| stored.letter).collect();
+        target.add_dead_letters(&page).await.map_err(fatal)?;
+    }
+    let mut deletions = 0usize;
+    let mut after = None;
+    loop {
+        let page = source
+            .deletions_after(after, COPY_PAGE)
+            .await
+            .map_err(fatal)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        deletions += page.len();
+        target.import_deletions(&page).await.map_err(fatal)?;
+    }
     let runs: Vec<RunRecord> = source
         .runs(usize::MAX)
         .await
@@ -441,8 +476,7 @@ pub async fn state_copy(from: &str, to: &str) -> Result<Exit, Failure> {
     }
     let mut out = Stdout::default();
     out.line(format_args!(
-        "copied {deliveries} deliveries, {} dead letters, {} runs and the high-water mark ({}) from {from_location} to {to_location}",
-        letters.len(),
+        "copied {deliveries} deliveries, {letters} dead letters, {deletions} deletions, {} runs and the high-water mark ({}) from {from_location} to {to_location}",
         runs.len(),
         mark.map_or_else(|| "none".to_owned(), |m| m.to_string())
     ))?;

@@ -244,6 +244,19 @@ impl Stdout {
         })
     }
 
+    /// Writes one element of an indented JSON array that is printed a piece at a
+    /// time (`first` opens it); [`Stdout::json_array_end`] closes it. The result
+    /// reads as [`Stdout::json_pretty`] of the whole array would.
+    pub fn json_array_item(&mut self, first: bool, value: &impl Serialize) -> Result<(), Failure> {
+        let piece = json_array_piece(first, value).map_err(|e| Failure::Other(e.into()))?;
+        self.write_with(|out| out.write_all(piece.as_bytes()))
+    }
+
+    /// Closes an array begun by [`Stdout::json_array_item`] (`empty`: none was).
+    pub fn json_array_end(&mut self, empty: bool) -> Result<(), Failure> {
+        self.write_with(|out| out.write_all(json_array_end(empty).as_bytes()))
+    }
+
     /// Flushes what is buffered.
     pub fn flush(&mut self) -> Result<(), Failure> {
         self.write_with(Write::flush)
@@ -271,6 +284,29 @@ impl Stdout {
     }
 }
 
+/// One element of an indented JSON array, with what comes before it.
+fn json_array_piece(first: bool, value: &impl Serialize) -> serde_json::Result<String> {
+    let text = serde_json::to_string_pretty(value)?;
+    let mut piece = String::from(if first { "[\n" } else { ",\n" });
+    for (n, line) in text.lines().enumerate() {
+        if n > 0 {
+            piece.push('\n');
+        }
+        piece.push_str("  ");
+        piece.push_str(line);
+    }
+    Ok(piece)
+}
+
+/// What closes an array of indented JSON pieces.
+fn json_array_end(empty: bool) -> &'static str {
+    if empty {
+        "[]\n"
+    } else {
+        "\n]\n"
+    }
+}
+
 impl Drop for Stdout {
     fn drop(&mut self) {
         // A last flush for callers that did not; a closed reader is fine here.
@@ -281,6 +317,24 @@ impl Drop for Stdout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_array_printed_a_piece_at_a_time_reads_as_the_whole_array_printed_at_once() {
+        let items = [
+            serde_json::json!({"a": 1, "b": [1, 2], "c": {"d": "e"}}),
+            serde_json::json!("x"),
+            serde_json::json!({}),
+        ];
+        for count in 0..=items.len() {
+            let mut printed = String::new();
+            for (n, item) in items[..count].iter().enumerate() {
+                printed += &json_array_piece(n == 0, item).unwrap();
+            }
+            printed += json_array_end(count == 0);
+            let whole = serde_json::to_string_pretty(&items[..count]).unwrap() + "\n";
+            assert_eq!(printed, whole, "{count} items");
+        }
+    }
 
     #[test]
     fn the_rules_line_is_there_only_when_the_rules_changed_and_counts_in_words() {

@@ -22,8 +22,9 @@ pub use source::{
     SourceRecord,
 };
 pub use state::{
-    run_holder, Claimed, Delivered, DeliveredRecord, DeliveredRow, RunLease, RunStart, Settlement,
-    StateError, SyncStateStore, RUN_HOLDER_PREFIX,
+    run_holder, Claimed, DeadLetterCursor, DeletionRecord, DeletionsSent, Delivered,
+    DeliveredRecord, DeliveredRow, Forgotten, RunLease, RunStart, Settlement, StateError,
+    StoredDeadLetter, Subject, SyncStateStore, RUN_HOLDER_PREFIX,
 };
 
 #[cfg(any(test, feature = "mocks"))]

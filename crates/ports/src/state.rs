@@ -138,6 +138,92 @@ impl std::fmt::Debug for RunLease {
     }
 }
 
+/// Where a dead letter stands in the list (oldest first), to read the list page by
+/// page: pass the last one read to get the next page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DeadLetterCursor(pub i64);
+
+/// A dead letter and its place in the list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDeadLetter {
+    /// Its place: the next page starts after it.
+    pub cursor: DeadLetterCursor,
+    /// The letter.
+    pub letter: DeadLetter,
+}
+
+/// Whom to forget: a customer by its commercetools id, or every customer last
+/// delivered under a Segment `userId` (an email, with `SEGMENT_SYNC_USER_ID=email`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Subject {
+    /// A commercetools customer id.
+    CustomerId(String),
+    /// A Segment `userId`.
+    UserId(String),
+}
+
+/// What forgetting one [`Subject`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Forgotten {
+    /// The customers whose delivery record or dead letters were erased.
+    pub customer_ids: Vec<String>,
+    /// The `userId`s Segment knows them by (from their last delivery).
+    pub user_ids: Vec<String>,
+    /// Dead letters erased.
+    pub dead_letters: u64,
+    /// Deletions queued for Segment (none when no regulation was asked, or the
+    /// `userId` was already queued).
+    pub queued: u64,
+}
+
+impl Forgotten {
+    /// Whether the state knew nothing of the subject.
+    pub fn is_empty(&self) -> bool {
+        self.customer_ids.is_empty() && self.user_ids.is_empty() && self.dead_letters == 0
+    }
+}
+
+/// A deletion asked of Segment: one `userId` in one regulation. It holds no other
+/// personal data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletionRecord {
+    /// Its id in this state (in the order deletions were queued).
+    pub id: i64,
+    /// The Segment `userId` to regulate.
+    pub subject: String,
+    /// The regulation type as Segment names it (`SUPPRESS_WITH_DELETE`, …).
+    pub regulation_type: String,
+    /// When it was queued.
+    pub requested_at: OffsetDateTime,
+    /// Segment's regulation id, once Segment accepted the request.
+    pub regulation_id: Option<String>,
+    /// When it was sent to Segment (accepted or refused); `None` while queued.
+    pub sent_at: Option<OffsetDateTime>,
+    /// The regulation's last known status (`INITIALIZED`, `FINISHED`, …), or why
+    /// Segment refused the request; `None` while queued.
+    pub status: Option<String>,
+}
+
+impl DeletionRecord {
+    /// Whether it still waits to be sent to Segment.
+    pub fn is_queued(&self) -> bool {
+        self.sent_at.is_none()
+    }
+}
+
+/// How a batch of queued deletions ended with Segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeletionsSent<'a> {
+    /// The deletions (their [`DeletionRecord::id`]).
+    pub ids: &'a [i64],
+    /// Segment's regulation id, when it accepted them.
+    pub regulation_id: Option<&'a str>,
+    /// The regulation's status, or why Segment refused them.
+    pub status: &'a str,
+    /// When.
+    pub at: OffsetDateTime,
+}
+
 /// Why the state store failed. Always fatal for the operation at hand.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -214,8 +300,34 @@ pub trait SyncStateStore: Send + Sync {
     /// its attempts counted up. A new one keeps the attempts it carries.
     async fn add_dead_letters(&self, letters: &[DeadLetter]) -> Result<(), StateError>;
 
-    /// Every dead letter, oldest first.
-    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StateError>;
+    /// At most `limit` dead letters after `after` (from the start: `None`),
+    /// oldest first: in the order each was last recorded.
+    async fn dead_letters_after(
+        &self,
+        after: Option<DeadLetterCursor>,
+        limit: usize,
+    ) -> Result<Vec<StoredDeadLetter>, StateError>;
+
+    /// How many dead letters are held.
+    async fn dead_letter_count(&self) -> Result<u64, StateError>;
+
+    /// Every dead letter, oldest first, read page by page (for tests and small
+    /// states; commands read pages).
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StateError> {
+        let mut letters = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.dead_letters_after(after, 1_000).await?;
+            let Some(last) = page.last() else {
+                return Ok(letters);
+            };
+            after = Some(last.cursor);
+            letters.extend(page.into_iter().map(|stored| stored.letter));
+        }
+    }
+
+    /// Removes the dead letters last recorded before `before`; returns how many.
+    async fn purge_dead_letters(&self, before: OffsetDateTime) -> Result<u64, StateError>;
 
     /// Removes the dead letters of these customers.
     async fn remove_dead_letters(&self, customer_ids: &[String]) -> Result<(), StateError>;
@@ -240,4 +352,46 @@ pub trait SyncStateStore: Send + Sync {
 
     /// Adds runs from another state as they were (for moving the state).
     async fn import_runs(&self, runs: &[RunRecord]) -> Result<(), StateError>;
+
+    /// Erases each subject in one transaction: the delivery record and dead
+    /// letters of every customer it names (for a `userId`: every customer last
+    /// delivered under it, and dead letters whose payload has it). With
+    /// `regulation_type` (Segment's name, `SUPPRESS_WITH_DELETE`, …), queues a
+    /// deletion of each `userId` found at `at`, unless one of that type is
+    /// already queued, so that nothing is lost between here and Segment. One
+    /// answer per subject, in order.
+    async fn forget<'a>(
+        &self,
+        subjects: &[Subject],
+        regulation_type: Option<&'a str>,
+        at: OffsetDateTime,
+    ) -> Result<Vec<Forgotten>, StateError>;
+
+    /// At most `limit` deletions still queued, oldest first.
+    async fn queued_deletions(&self, limit: usize) -> Result<Vec<DeletionRecord>, StateError>;
+
+    /// Records how queued deletions ended with Segment: see [`DeletionsSent`].
+    async fn deletions_sent<'a>(&self, sent: DeletionsSent<'a>) -> Result<(), StateError>;
+
+    /// Updates the status of every deletion of a regulation.
+    async fn set_regulation_status(
+        &self,
+        regulation_id: &str,
+        status: &str,
+    ) -> Result<(), StateError>;
+
+    /// At most `limit` deletions after the id `after`, in id order.
+    async fn deletions_after(
+        &self,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<DeletionRecord>, StateError>;
+
+    /// How many `userId`s Segment accepted in regulations sent at or after
+    /// `since` (Segment counts them per calendar month).
+    async fn regulated_since(&self, since: OffsetDateTime) -> Result<u64, StateError>;
+
+    /// Adds deletions from another state as they were, under new ids (for moving
+    /// the state).
+    async fn import_deletions(&self, deletions: &[DeletionRecord]) -> Result<(), StateError>;
 }

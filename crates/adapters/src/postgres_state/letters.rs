@@ -6,36 +6,63 @@ use std::collections::HashMap;
 
 use deadpool_postgres::ClientWrapper;
 use segment_sync_domain::sync::DeadLetter;
+use segment_sync_ports::{DeadLetterCursor, StoredDeadLetter};
 
 use super::failure::Failure;
 use crate::state_values;
 
-const LIST: &str = "
-SELECT customer_id, kind, code, reason, payload, fingerprint, version, attempts, recorded_at
-FROM dead_letters ORDER BY seq";
+const PAGE: &str = "
+SELECT customer_id, kind, code, reason, payload, fingerprint, version, attempts, recorded_at, seq
+FROM dead_letters WHERE seq > $1 ORDER BY seq LIMIT $2";
+
+const COUNT: &str = "SELECT COUNT(*) FROM dead_letters";
+
+const PURGE: &str =
+    "DELETE FROM dead_letters WHERE recorded_at::timestamptz < $1::text::timestamptz";
 
 const REMOVE: &str = "DELETE FROM dead_letters WHERE customer_id = ANY($1::text[])";
 
-pub(super) async fn list(client: &ClientWrapper) -> Result<Vec<DeadLetter>, Failure> {
-    let statement = client.prepare_cached(LIST).await?;
-    let rows = client.query(&statement, &[]).await?;
+pub(super) async fn page(
+    client: &ClientWrapper,
+    after: Option<DeadLetterCursor>,
+    limit: usize,
+) -> Result<Vec<StoredDeadLetter>, Failure> {
+    let statement = client.prepare_cached(PAGE).await?;
+    let after = after.map_or(i64::MIN, |cursor| cursor.0);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = client.query(&statement, &[&after, &limit]).await?;
     rows.into_iter()
         .map(|row| {
             let kind: &str = row.try_get(1)?;
             let attempts: i64 = row.try_get(7)?;
-            Ok(DeadLetter {
-                customer_id: row.try_get(0)?,
-                kind: state_values::dead_letter_kind(kind)?,
-                code: row.try_get(2)?,
-                reason: row.try_get(3)?,
-                payload: row.try_get(4)?,
-                fingerprint: row.try_get(5)?,
-                version: row.try_get(6)?,
-                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                recorded_at: row.try_get(8)?,
+            Ok(StoredDeadLetter {
+                cursor: DeadLetterCursor(row.try_get(9)?),
+                letter: DeadLetter {
+                    customer_id: row.try_get(0)?,
+                    kind: state_values::dead_letter_kind(kind)?,
+                    code: row.try_get(2)?,
+                    reason: row.try_get(3)?,
+                    payload: row.try_get(4)?,
+                    fingerprint: row.try_get(5)?,
+                    version: row.try_get(6)?,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    recorded_at: row.try_get(8)?,
+                },
             })
         })
         .collect()
+}
+
+pub(super) async fn count(client: &ClientWrapper) -> Result<u64, Failure> {
+    let statement = client.prepare_cached(COUNT).await?;
+    let n: i64 = client.query_one(&statement, &[]).await?.try_get(0)?;
+    Ok(state_values::to_u64(n, "dead letter count")?)
+}
+
+/// Removes the letters recorded before `before` (RFC 3339), comparing instants.
+pub(super) async fn purge(client: &ClientWrapper, before: &str) -> Result<u64, Failure> {
+    let statement = client.prepare_cached(PURGE).await?;
+    Ok(client.execute(&statement, &[&before]).await?)
 }
 
 pub(super) async fn remove(client: &ClientWrapper, ids: &[String]) -> Result<(), Failure> {

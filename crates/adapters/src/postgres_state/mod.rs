@@ -16,6 +16,7 @@
 mod customers;
 mod failure;
 mod letters;
+mod privacy;
 mod runs;
 mod schema;
 mod tls;
@@ -32,8 +33,9 @@ use deadpool_postgres::{
 };
 use segment_sync_domain::sync::{DeadLetter, RunCounts, RunRecord, RunStatus};
 use segment_sync_ports::{
-    CheckLine, Claimed, DeliveredRecord, DeliveredRow, RunLease, RunStart, SelfCheck, Settlement,
-    StateError, SyncStateStore,
+    CheckLine, Claimed, DeadLetterCursor, DeletionRecord, DeletionsSent, DeliveredRecord,
+    DeliveredRow, Forgotten, RunLease, RunStart, SelfCheck, Settlement, StateError,
+    StoredDeadLetter, Subject, SyncStateStore,
 };
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -391,8 +393,27 @@ impl SyncStateStore for PostgresStateStore {
         ))
     }
 
-    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StateError> {
-        on_a_connection!(self, "listing dead letters", |client| letters::list(client))
+    async fn dead_letters_after(
+        &self,
+        after: Option<DeadLetterCursor>,
+        limit: usize,
+    ) -> Result<Vec<StoredDeadLetter>, StateError> {
+        on_a_connection!(self, "listing dead letters", |client| letters::page(
+            client, after, limit
+        ))
+    }
+
+    async fn dead_letter_count(&self) -> Result<u64, StateError> {
+        on_a_connection!(self, "counting dead letters", |client| letters::count(
+            client
+        ))
+    }
+
+    async fn purge_dead_letters(&self, before: OffsetDateTime) -> Result<u64, StateError> {
+        let doing = "purging dead letters";
+        let before = state_values::rfc3339(before)
+            .map_err(|reason| Failure::Invalid(reason).into_state_error(doing))?;
+        on_a_connection!(self, doing, |client| letters::purge(client, &before))
     }
 
     async fn remove_dead_letters(&self, customer_ids: &[String]) -> Result<(), StateError> {
@@ -452,5 +473,75 @@ impl SyncStateStore for PostgresStateStore {
             return Ok(());
         }
         on_a_connection!(self, "importing runs", |client| runs::import(client, runs))
+    }
+
+    async fn forget<'a>(
+        &self,
+        subjects: &[Subject],
+        regulation_type: Option<&'a str>,
+        at: OffsetDateTime,
+    ) -> Result<Vec<Forgotten>, StateError> {
+        let doing = "forgetting customers";
+        let at = state_values::rfc3339(at)
+            .map_err(|reason| Failure::Invalid(reason).into_state_error(doing))?;
+        on_a_connection!(self, doing, |client| privacy::forget(
+            client,
+            subjects,
+            regulation_type,
+            &at
+        ))
+    }
+
+    async fn queued_deletions(&self, limit: usize) -> Result<Vec<DeletionRecord>, StateError> {
+        on_a_connection!(self, "reading queued deletions", |client| privacy::queued(
+            client, limit
+        ))
+    }
+
+    async fn deletions_sent<'a>(&self, sent: DeletionsSent<'a>) -> Result<(), StateError> {
+        if sent.ids.is_empty() {
+            return Ok(());
+        }
+        on_a_connection!(self, "recording deletions sent", |client| privacy::sent(
+            client, &sent
+        ))
+    }
+
+    async fn set_regulation_status(
+        &self,
+        regulation_id: &str,
+        status: &str,
+    ) -> Result<(), StateError> {
+        on_a_connection!(self, "recording a regulation's status", |client| {
+            privacy::set_status(client, regulation_id, status)
+        })
+    }
+
+    async fn deletions_after(
+        &self,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<DeletionRecord>, StateError> {
+        on_a_connection!(self, "listing deletions", |client| privacy::after(
+            client, after, limit
+        ))
+    }
+
+    async fn regulated_since(&self, since: OffsetDateTime) -> Result<u64, StateError> {
+        let doing = "counting regulated users";
+        let since = state_values::rfc3339(since)
+            .map_err(|reason| Failure::Invalid(reason).into_state_error(doing))?;
+        on_a_connection!(self, doing, |client| privacy::regulated_since(
+            client, &since
+        ))
+    }
+
+    async fn import_deletions(&self, deletions: &[DeletionRecord]) -> Result<(), StateError> {
+        if deletions.is_empty() {
+            return Ok(());
+        }
+        on_a_connection!(self, "importing deletions", |client| privacy::import(
+            client, deletions
+        ))
     }
 }

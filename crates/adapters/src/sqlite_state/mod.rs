@@ -17,6 +17,7 @@
 
 mod customers;
 mod letters;
+mod privacy;
 mod rows;
 mod runs;
 mod schema;
@@ -31,8 +32,9 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use segment_sync_domain::sync::{DeadLetter, RunCounts, RunRecord, RunStatus};
 use segment_sync_ports::{
-    CheckLine, Claimed, DeliveredRecord, DeliveredRow, RunLease, RunStart, SelfCheck, Settlement,
-    StateError, SyncStateStore,
+    CheckLine, Claimed, DeadLetterCursor, DeletionRecord, DeletionsSent, DeliveredRecord,
+    DeliveredRow, Forgotten, RunLease, RunStart, SelfCheck, Settlement, StateError,
+    StoredDeadLetter, Subject, SyncStateStore,
 };
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
@@ -305,8 +307,27 @@ impl SyncStateStore for SqliteStateStore {
         .await
     }
 
-    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StateError> {
-        self.with_conn("listing dead letters", letters::list).await
+    async fn dead_letters_after(
+        &self,
+        after: Option<DeadLetterCursor>,
+        limit: usize,
+    ) -> Result<Vec<StoredDeadLetter>, StateError> {
+        self.with_conn("listing dead letters", move |conn| {
+            letters::page(conn, after, limit)
+        })
+        .await
+    }
+
+    async fn dead_letter_count(&self) -> Result<u64, StateError> {
+        self.with_conn("counting dead letters", letters::count)
+            .await
+    }
+
+    async fn purge_dead_letters(&self, before: OffsetDateTime) -> Result<u64, StateError> {
+        self.with_conn("purging dead letters", move |conn| {
+            letters::purge(conn, &rfc3339(before)?)
+        })
+        .await
     }
 
     async fn remove_dead_letters(&self, customer_ids: &[String]) -> Result<(), StateError> {
@@ -364,5 +385,78 @@ impl SyncStateStore for SqliteStateStore {
         let runs = runs.to_vec();
         self.with_conn("importing runs", move |conn| runs::import(conn, &runs))
             .await
+    }
+
+    async fn forget<'a>(
+        &self,
+        subjects: &[Subject],
+        regulation_type: Option<&'a str>,
+        at: OffsetDateTime,
+    ) -> Result<Vec<Forgotten>, StateError> {
+        let subjects = subjects.to_vec();
+        let regulation_type = regulation_type.map(str::to_owned);
+        self.with_conn("forgetting customers", move |conn| {
+            privacy::forget(conn, &subjects, regulation_type.as_deref(), &rfc3339(at)?)
+        })
+        .await
+    }
+
+    async fn queued_deletions(&self, limit: usize) -> Result<Vec<DeletionRecord>, StateError> {
+        self.with_conn("reading queued deletions", move |conn| {
+            privacy::queued(conn, limit)
+        })
+        .await
+    }
+
+    async fn deletions_sent<'a>(&self, sent: DeletionsSent<'a>) -> Result<(), StateError> {
+        if sent.ids.is_empty() {
+            return Ok(());
+        }
+        let doing = "recording deletions sent";
+        let at = rfc3339(sent.at).map_err(|f| f.into_state_error(doing))?;
+        let sent = privacy::OwnedDeletionsSent::of(&sent, at);
+        self.with_conn(doing, move |conn| privacy::sent(conn, &sent))
+            .await
+    }
+
+    async fn set_regulation_status(
+        &self,
+        regulation_id: &str,
+        status: &str,
+    ) -> Result<(), StateError> {
+        let (regulation_id, status) = (regulation_id.to_owned(), status.to_owned());
+        self.with_conn("recording a regulation's status", move |conn| {
+            privacy::set_status(conn, &regulation_id, &status)
+        })
+        .await
+    }
+
+    async fn deletions_after(
+        &self,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<DeletionRecord>, StateError> {
+        self.with_conn("listing deletions", move |conn| {
+            privacy::after(conn, after, limit)
+        })
+        .await
+    }
+
+    async fn regulated_since(&self, since: OffsetDateTime) -> Result<u64, StateError> {
+        self.with_conn("counting regulated users", move |conn| {
+            privacy::regulated_since(conn, &rfc3339(since)?)
+        })
+        .await
+    }
+
+    async fn import_deletions(&self, deletions: &[DeletionRecord]) -> Result<(), StateError> {
+        if deletions.is_empty() {
+            return Ok(());
+        }
+        let deletions = deletions.to_vec();
+        self.with_conn("importing deletions", move |conn| {
+            privacy::import(conn, &deletions)
+        })
+        .await
     }
 }

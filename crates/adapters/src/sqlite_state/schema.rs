@@ -56,6 +56,20 @@ const MIGRATIONS: &[&str] = &[
          holder TEXT NOT NULL,
          expires_at INTEGER NOT NULL
      ) WITHOUT ROWID;",
+    // Version 3: deletions asked of Segment (queued until sent), with no personal
+    // data but the `userId` they name.
+    "CREATE TABLE deletions (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         subject TEXT NOT NULL,
+         regulation_type TEXT NOT NULL,
+         requested_at TEXT NOT NULL,
+         regulation_id TEXT,
+         sent_at TEXT,
+         status TEXT
+     );
+     CREATE INDEX deletions_queued ON deletions (subject, regulation_type) WHERE sent_at IS NULL;
+     CREATE INDEX deletions_by_regulation ON deletions (regulation_id) WHERE regulation_id IS NOT NULL;
+     CREATE INDEX deletions_by_sent_at ON deletions (sent_at) WHERE regulation_id IS NOT NULL;",
 ];
 
 /// The schema version this build writes and understands.

@@ -212,6 +212,9 @@ pub async fn sync(
     Ok(report)
 }
 
+/// Dead letters replayed per page.
+const REPLAY_PAGE: usize = 500;
+
 /// Sends the failed dead letters again, as a sync sends customers: one older than
 /// what Segment has is dropped as stale, one Segment has is unchanged. Delivered
 /// ones leave the dead letters; the others stay with their attempts counted up.
@@ -241,9 +244,6 @@ pub async fn replay(
         drain_timeout,
         Arc::clone(&live),
         |sent_tx, fatal| async move {
-            let replay = service.replayable().await?;
-            fed.read(replay.messages.len() as u64 + replay.unusable);
-            fed.unusable(replay.unusable);
             let feed = read::Feed {
                 service,
                 holder,
@@ -252,8 +252,24 @@ pub async fn replay(
                 sent_tx: &sent_tx,
             };
             let mut never = watch::channel(false).1;
-            let decisions = service.decide_replay(replay.messages, holder).await?;
-            let busy = feed.send_decided(decisions, &mut never).await?;
+            // The letters there are now, a page at a time: one that fails again
+            // moves to the end of the list and waits for the next replay.
+            let mut left = ports.state.dead_letter_count().await?;
+            let mut after = None;
+            let mut busy = Vec::new();
+            while left > 0 {
+                let limit = usize::try_from(left).unwrap_or(usize::MAX).min(REPLAY_PAGE);
+                let replay = service.replayable(after, limit).await?;
+                left = left.saturating_sub(replay.read as u64);
+                fed.read(replay.messages.len() as u64 + replay.unusable);
+                fed.unusable(replay.unusable);
+                let decisions = service.decide_replay(replay.messages, holder).await?;
+                busy.extend(feed.send_decided(decisions, &mut never).await?);
+                match replay.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
             read::send_busy(&feed, busy, &mut never).await
         },
     )

@@ -205,6 +205,40 @@ async fn failures_keep_the_mark_and_a_replay_delivers_them() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_replay_reads_the_dead_letters_a_page_at_a_time_and_sends_each_once() {
+    let count = REPLAY_PAGE * 2 + 100;
+    let world = World::new(count, 0);
+    let failing = segment(SegmentBehaviour::Fail(DeliveryError::ServerError {
+        status: 503,
+    }));
+    assert_eq!(world.sync(&failing).await.counts.failed, count as u64);
+
+    // Failing again: each letter is tried once, not again after it moved to the
+    // end of the list.
+    let still_failing = segment(SegmentBehaviour::Fail(DeliveryError::ServerError {
+        status: 503,
+    }));
+    let replayed = world.replay(&still_failing).await;
+    assert_eq!(replayed.counts.read, count as u64);
+    assert_eq!(replayed.counts.failed, count as u64);
+    assert_eq!(world.state.snapshot().dead_letters.len(), count);
+
+    let healthy = segment(SegmentBehaviour::Deliver);
+    let replayed = world.replay(&healthy).await;
+    assert_eq!(replayed.counts.sent, count as u64);
+    let mut sent: Vec<String> = healthy
+        .sent()
+        .iter()
+        .map(|m| m.customer_id().to_owned())
+        .collect();
+    assert_eq!(sent.len(), count, "none sent twice");
+    sent.sort();
+    sent.dedup();
+    assert_eq!(sent.len(), count, "every letter sent");
+    assert!(world.state.snapshot().dead_letters.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_refused_write_key_aborts_the_run_and_keeps_the_mark() {
     let world = World::new(500, 0);
     let refused = segment(SegmentBehaviour::Unauthorized);

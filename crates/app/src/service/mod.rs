@@ -24,8 +24,8 @@ use segment_sync_domain::identify::{IdentifyRules, NotSent, SkipReason};
 use segment_sync_domain::sync::{DeadLetter, DeadLetterKind};
 use segment_sync_domain::{Customer, DeliveryError, Fingerprint, Identify, Outcome};
 use segment_sync_ports::{
-    Delivered, DeliveredRecord, PendingOutcome, SegmentClient, SegmentError, Settlement,
-    SourceRecord, StateError, SyncStateStore,
+    DeadLetterCursor, Delivered, DeliveredRecord, PendingOutcome, SegmentClient, SegmentError,
+    Settlement, SourceRecord, StateError, StoredDeadLetter, SyncStateStore,
 };
 use time::OffsetDateTime;
 
@@ -196,13 +196,17 @@ impl Settled {
     }
 }
 
-/// The failed dead letters, ready to be decided again.
+/// A page of failed dead letters, ready to be decided again.
 #[derive(Debug, Default)]
 pub struct Replay {
     /// Their messages, oldest first.
     pub messages: Vec<Identify>,
     /// Letters whose payload can no longer be sent; each is now a rejected dead letter.
     pub unusable: u64,
+    /// How many dead letters the page held (of any kind).
+    pub read: usize,
+    /// Where the next page starts; `None` once the list is read.
+    pub next: Option<DeadLetterCursor>,
 }
 
 /// A customer handled on its own, as the webhook asks.
@@ -513,13 +517,23 @@ impl SyncService {
         self.state.add_dead_letters(&letters).await
     }
 
-    /// The failed dead letters' messages, to decide and send again. Rejected
-    /// letters stay for a sync to resend once the customer's data is fixed; a
-    /// failed letter whose payload can no longer be sent becomes a rejected one.
-    pub async fn replayable(&self) -> Result<Replay, StateError> {
-        let mut replay = Replay::default();
+    /// The messages of the failed dead letters among at most `limit` after
+    /// `after`, to decide and send again. Rejected letters stay for a sync to
+    /// resend once the customer's data is fixed; a failed letter whose payload
+    /// can no longer be sent becomes a rejected one.
+    pub async fn replayable(
+        &self,
+        after: Option<DeadLetterCursor>,
+        limit: usize,
+    ) -> Result<Replay, StateError> {
+        let page = self.state.dead_letters_after(after, limit).await?;
+        let mut replay = Replay {
+            read: page.len(),
+            next: page.last().map(|stored| stored.cursor),
+            ..Replay::default()
+        };
         let mut unusable = Vec::new();
-        for letter in self.state.dead_letters().await? {
+        for StoredDeadLetter { letter, .. } in page {
             let (DeadLetterKind::Failed, Some(payload)) = (&letter.kind, letter.payload) else {
                 continue;
             };

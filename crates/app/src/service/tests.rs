@@ -90,7 +90,12 @@ async fn a_stale_dead_letter_goes_when_the_customer_turns_out_unchanged() {
         Delivery::Unchanged
     );
     assert!(state.dead_letters().await.unwrap().is_empty());
-    assert!(delivering.replayable().await.unwrap().messages.is_empty());
+    assert!(delivering
+        .replayable(None, 10)
+        .await
+        .unwrap()
+        .messages
+        .is_empty());
 }
 
 #[tokio::test]
@@ -243,9 +248,11 @@ async fn a_failed_dead_letter_is_replayable_and_an_unusable_one_becomes_rejected
     state.add_dead_letters(&[broken]).await.unwrap();
 
     let replay = service(segment_answering(Outcome::Delivered), state.clone())
-        .replayable()
+        .replayable(None, 10)
         .await
         .unwrap();
+    assert_eq!(replay.read, 2);
+    assert!(replay.next.is_some());
     assert_eq!(replay.messages.len(), 1);
     assert_eq!(replay.messages[0].customer_id(), "c1");
     assert_eq!(replay.unusable, 1);

@@ -90,7 +90,7 @@ async fn a_copied_state_sends_nothing_again() {
         .await;
     assert_eq!(copied.status.code(), Some(0), "{}", stderr(&copied));
     assert!(
-        stdout(&copied).starts_with("copied 1200 deliveries, 0 dead letters, 1 runs"),
+        stdout(&copied).starts_with("copied 1200 deliveries, 0 dead letters, 0 deletions, 1 runs"),
         "{}",
         stdout(&copied)
     );

@@ -23,7 +23,8 @@ use std::time::Duration;
 use segment_sync_domain::sync::{DeadLetter, DeadLetterKind, RunCounts, RunRecord, RunStatus};
 use segment_sync_domain::Fingerprint;
 use segment_sync_ports::{
-    Delivered, DeliveredRecord, RunLease, RunStart, Settlement, StateError, SyncStateStore,
+    DeletionRecord, DeletionsSent, Delivered, DeliveredRecord, Forgotten, RunLease, RunStart,
+    Settlement, StateError, Subject as Whom, SyncStateStore,
 };
 use time::format_description::well_known::Rfc3339;
 use time::macros::datetime;
@@ -102,6 +103,15 @@ macro_rules! state_store_contract {
                 finishing_an_unknown_run_is_an_error,
                 empty_inputs_change_nothing,
                 more_than_500_ids_in_one_call,
+                dead_letters_are_read_a_page_at_a_time,
+                purging_removes_dead_letters_recorded_before_the_instant,
+                forgetting_a_customer_erases_it_and_queues_its_user_id,
+                forgetting_a_user_id_erases_every_customer_delivered_under_it,
+                forgetting_the_unknown_changes_nothing,
+                a_user_id_is_queued_once_until_sent,
+                sent_deletions_leave_the_queue_and_count_in_the_month,
+                deletions_are_listed_in_id_order_a_page_at_a_time,
+                imported_deletions_keep_what_they_recorded,
             );
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1083,4 +1093,444 @@ pub async fn concurrent_writers_lose_nothing(store: Arc<dyn SyncStateStore>) {
         held.iter().all(|l| l.attempts == 1),
         "no letter counted twice"
     );
+}
+
+/// Dead letters are read a page at a time after a cursor, oldest first; a letter
+/// recorded again while the pages are read moves after the cursor, and the count
+/// says how many are held.
+pub async fn dead_letters_are_read_a_page_at_a_time(store: &dyn SyncStateStore) {
+    let ids = ["a", "b", "c", "d", "e"];
+    for (i, id) in ids.iter().enumerate() {
+        add(
+            store,
+            &[letter(id, "timeout", &format!("2024-05-01T10:00:0{i}Z"))],
+        )
+        .await;
+    }
+    assert_eq!(ok("dead_letter_count", store.dead_letter_count().await), 5);
+
+    let first = ok(
+        "dead_letters_after",
+        store.dead_letters_after(None, 2).await,
+    );
+    let ids_of = |page: &[segment_sync_ports::StoredDeadLetter]| -> Vec<String> {
+        page.iter().map(|s| s.letter.customer_id.clone()).collect()
+    };
+    assert_eq!(ids_of(&first), ["a", "b"]);
+    assert!(
+        first[0].cursor < first[1].cursor,
+        "cursors grow along the list"
+    );
+
+    add(store, &[letter("a", "503", "2024-05-01T10:00:09Z")]).await;
+    let second = ok(
+        "dead_letters_after",
+        store.dead_letters_after(Some(first[1].cursor), 2).await,
+    );
+    assert_eq!(ids_of(&second), ["c", "d"]);
+    let third = ok(
+        "dead_letters_after",
+        store.dead_letters_after(Some(second[1].cursor), 2).await,
+    );
+    assert_eq!(ids_of(&third), ["e", "a"], "a, recorded again, comes last");
+    let end = ok(
+        "dead_letters_after",
+        store.dead_letters_after(Some(third[1].cursor), 2).await,
+    );
+    assert!(end.is_empty(), "nothing after the last letter");
+    assert_eq!(ok("dead_letter_count", store.dead_letter_count().await), 5);
+}
+
+/// Purging removes exactly the dead letters last recorded before an instant,
+/// comparing instants whatever offset or precision each was written with, and
+/// says how many.
+pub async fn purging_removes_dead_letters_recorded_before_the_instant(store: &dyn SyncStateStore) {
+    add(
+        store,
+        &[
+            letter("old", "timeout", "2024-04-01T10:00:00Z"),
+            letter("offset", "timeout", "2024-05-02T01:00:00+02:00"),
+            letter("fraction", "timeout", "2024-05-01T23:59:59.999Z"),
+            letter("at", "timeout", "2024-05-02T00:00:00Z"),
+            letter("new", "timeout", "2024-05-03T10:00:00.5Z"),
+        ],
+    )
+    .await;
+
+    let purged = ok(
+        "purge_dead_letters",
+        store
+            .purge_dead_letters(datetime!(2024-05-02 00:00:00 UTC))
+            .await,
+    );
+
+    assert_eq!(purged, 3);
+    assert_eq!(letter_ids(store).await, ["at", "new"]);
+}
+
+fn forgotten(
+    customer_ids: &[&str],
+    user_ids: &[&str],
+    dead_letters: u64,
+    queued: u64,
+) -> Forgotten {
+    Forgotten {
+        customer_ids: customer_ids.iter().map(|s| s.to_string()).collect(),
+        user_ids: user_ids.iter().map(|s| s.to_string()).collect(),
+        dead_letters,
+        queued,
+    }
+}
+
+const SUPPRESS: &str = "SUPPRESS_WITH_DELETE";
+
+async fn queued(store: &dyn SyncStateStore) -> Vec<(String, String)> {
+    ok("queued_deletions", store.queued_deletions(100).await)
+        .into_iter()
+        .map(|d| (d.subject, d.regulation_type))
+        .collect()
+}
+
+fn queued_as(user_ids: &[&str]) -> Vec<(String, String)> {
+    user_ids
+        .iter()
+        .map(|u| (u.to_string(), SUPPRESS.to_owned()))
+        .collect()
+}
+
+/// Forgetting a customer by id erases its delivery and dead letters (no one
+/// else's) and, with a regulation type, queues its `userId` in the same step.
+pub async fn forgetting_a_customer_erases_it_and_queues_its_user_id(store: &dyn SyncStateStore) {
+    record(store, &[("a", 1, fingerprint(1)), ("b", 1, fingerprint(2))]).await;
+    add(
+        store,
+        &[
+            letter("a", "timeout", "2024-05-01T10:00:00Z"),
+            letter("b", "timeout", "2024-05-01T10:00:00Z"),
+            letter("never-sent", "timeout", "2024-05-01T10:00:00Z"),
+        ],
+    )
+    .await;
+    let at = datetime!(2024-05-05 10:00:00 UTC);
+
+    let answer = ok(
+        "forget",
+        store
+            .forget(
+                &[
+                    Whom::CustomerId("a".to_owned()),
+                    Whom::CustomerId("never-sent".to_owned()),
+                ],
+                Some(SUPPRESS),
+                at,
+            )
+            .await,
+    );
+
+    assert_eq!(
+        answer,
+        [
+            forgotten(&["a"], &["a@example.com"], 1, 1),
+            forgotten(&["never-sent"], &[], 1, 0),
+        ],
+        "a customer never delivered has no userId to regulate"
+    );
+    assert_eq!(found(store, &strings(["a", "b"])).await.len(), 1);
+    assert!(found(store, &strings(["b"])).await.contains_key("b"));
+    assert_eq!(letter_ids(store).await, ["b"]);
+    let queue = ok("queued_deletions", store.queued_deletions(10).await);
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].subject, "a@example.com");
+    assert_eq!(queue[0].regulation_type, SUPPRESS);
+    assert_eq!(queue[0].requested_at, at);
+    assert!(queue[0].is_queued() && queue[0].regulation_id.is_none() && queue[0].status.is_none());
+}
+
+/// Forgetting a `userId` erases every customer last delivered under it, their
+/// dead letters, and dead letters whose payload names it; it is queued once.
+pub async fn forgetting_a_user_id_erases_every_customer_delivered_under_it(
+    store: &dyn SyncStateStore,
+) {
+    let shared = "shared@example.com";
+    let delivered = [
+        Delivered {
+            customer_id: "a",
+            version: 1,
+            fingerprint: fingerprint(1),
+            user_id: shared,
+        },
+        Delivered {
+            customer_id: "b",
+            version: 1,
+            fingerprint: fingerprint(2),
+            user_id: shared,
+        },
+    ];
+    settle(
+        store,
+        Settlement {
+            delivered: &delivered,
+            holder: "contract",
+            ..Settlement::default()
+        },
+    )
+    .await;
+    record(store, &[("c", 1, fingerprint(3))]).await;
+    let rejected_only = DeadLetter {
+        payload: Some(format!(r#"{{"type":"identify","userId":"{shared}"}}"#)),
+        ..letter("d", "400", "2024-05-01T10:00:00Z")
+    };
+    add(
+        store,
+        &[
+            letter("a", "timeout", "2024-05-01T10:00:00Z"),
+            rejected_only,
+            letter("c", "timeout", "2024-05-01T10:00:00Z"),
+        ],
+    )
+    .await;
+
+    let answer = ok(
+        "forget",
+        store
+            .forget(
+                &[Whom::UserId(shared.to_owned())],
+                Some(SUPPRESS),
+                datetime!(2024-05-05 10:00:00 UTC),
+            )
+            .await,
+    );
+
+    assert_eq!(answer.len(), 1);
+    let mut customers = answer[0].customer_ids.clone();
+    customers.sort();
+    assert_eq!(customers, ["a", "b", "d"]);
+    assert_eq!(answer[0].user_ids, [shared]);
+    assert_eq!((answer[0].dead_letters, answer[0].queued), (2, 1));
+    assert_eq!(
+        found(store, &strings(["a", "b", "c"])).await.len(),
+        1,
+        "c stays"
+    );
+    assert_eq!(letter_ids(store).await, ["c"]);
+    assert_eq!(queued(store).await, queued_as(&[shared]));
+}
+
+/// Forgetting what the state does not know answers empty and queues nothing;
+/// without a regulation type nothing is queued either.
+pub async fn forgetting_the_unknown_changes_nothing(store: &dyn SyncStateStore) {
+    record(store, &[("a", 1, fingerprint(1))]).await;
+    let at = datetime!(2024-05-05 10:00:00 UTC);
+
+    let answer = ok(
+        "forget",
+        store
+            .forget(
+                &[
+                    Whom::CustomerId("unknown".to_owned()),
+                    Whom::UserId("nobody@example.com".to_owned()),
+                ],
+                Some(SUPPRESS),
+                at,
+            )
+            .await,
+    );
+    assert!(answer.iter().all(Forgotten::is_empty), "{answer:?}");
+    assert_eq!(answer.len(), 2);
+
+    let answer = ok(
+        "forget",
+        store
+            .forget(&[Whom::CustomerId("a".to_owned())], None, at)
+            .await,
+    );
+    assert_eq!(answer, [forgotten(&["a"], &["a@example.com"], 0, 0)]);
+    assert!(found(store, &strings(["a"])).await.is_empty());
+    assert!(queued(store).await.is_empty(), "no regulation asked");
+    assert!(ok("forget", store.forget(&[], Some(SUPPRESS), at).await).is_empty());
+}
+
+/// A `userId` is queued once for a type while it waits; once sent, a new
+/// deletion of it is queued again.
+pub async fn a_user_id_is_queued_once_until_sent(store: &dyn SyncStateStore) {
+    let at = datetime!(2024-05-05 10:00:00 UTC);
+    let forget_a = || async {
+        record(store, &[("a", 1, fingerprint(1))]).await;
+        ok(
+            "forget",
+            store
+                .forget(&[Whom::CustomerId("a".to_owned())], Some(SUPPRESS), at)
+                .await,
+        )[0]
+        .queued
+    };
+    assert_eq!(forget_a().await, 1);
+    assert_eq!(forget_a().await, 0, "already queued");
+    let queue = ok("queued_deletions", store.queued_deletions(10).await);
+    ok(
+        "deletions_sent",
+        store
+            .deletions_sent(DeletionsSent {
+                ids: &[queue[0].id],
+                regulation_id: Some("reg-1"),
+                status: "INITIALIZED",
+                at,
+            })
+            .await,
+    );
+    assert_eq!(forget_a().await, 1, "the earlier one was sent");
+    assert_eq!(queued(store).await, queued_as(&["a@example.com"]));
+}
+
+async fn queue_deletions(
+    store: &dyn SyncStateStore,
+    ids: &[&str],
+    at: OffsetDateTime,
+) -> Vec<DeletionRecord> {
+    let deliveries: Vec<(&str, i64, Fingerprint)> =
+        ids.iter().map(|id| (*id, 1, fingerprint(1))).collect();
+    record(store, &deliveries).await;
+    let subjects: Vec<Whom> = ids
+        .iter()
+        .map(|id| Whom::CustomerId(id.to_string()))
+        .collect();
+    ok("forget", store.forget(&subjects, Some(SUPPRESS), at).await);
+    ok("queued_deletions", store.queued_deletions(100).await)
+}
+
+/// Queued deletions are read oldest first up to a limit; once sent (accepted
+/// with a regulation id, or refused) they leave the queue; only accepted ones
+/// count as regulated from when they were sent; a status update reaches every
+/// deletion of that regulation.
+pub async fn sent_deletions_leave_the_queue_and_count_in_the_month(store: &dyn SyncStateStore) {
+    let may = datetime!(2024-05-31 23:00:00 UTC);
+    let queue = queue_deletions(store, &["a", "b", "c", "d"], may).await;
+    let subjects: Vec<&str> = queue.iter().map(|d| d.subject.as_str()).collect();
+    assert_eq!(
+        subjects,
+        [
+            "a@example.com",
+            "b@example.com",
+            "c@example.com",
+            "d@example.com"
+        ]
+    );
+    let two = ok("queued_deletions", store.queued_deletions(2).await);
+    assert_eq!(two, queue[..2], "oldest first, up to the limit");
+
+    let june = datetime!(2024-06-01 00:00:00 UTC);
+    let sent = |ids: Vec<i64>, regulation_id: Option<&'static str>, status: &'static str, at| async move {
+        ok(
+            "deletions_sent",
+            store
+                .deletions_sent(DeletionsSent {
+                    ids: &ids,
+                    regulation_id,
+                    status,
+                    at,
+                })
+                .await,
+        )
+    };
+    sent(vec![queue[0].id], Some("reg-may"), "INITIALIZED", may).await;
+    sent(
+        vec![queue[1].id, queue[2].id],
+        Some("reg-june"),
+        "INITIALIZED",
+        june,
+    )
+    .await;
+    sent(vec![queue[3].id], None, "refused: invalid subject", june).await;
+
+    assert!(queued(store).await.is_empty(), "every deletion was sent");
+    assert_eq!(ok("regulated_since", store.regulated_since(june).await), 2);
+    assert_eq!(ok("regulated_since", store.regulated_since(may).await), 3);
+
+    ok(
+        "set_regulation_status",
+        store.set_regulation_status("reg-june", "FINISHED").await,
+    );
+    let all = ok("deletions_after", store.deletions_after(None, 10).await);
+    let statuses: Vec<(Option<&str>, Option<&str>)> = all
+        .iter()
+        .map(|d| (d.regulation_id.as_deref(), d.status.as_deref()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            (Some("reg-may"), Some("INITIALIZED")),
+            (Some("reg-june"), Some("FINISHED")),
+            (Some("reg-june"), Some("FINISHED")),
+            (None, Some("refused: invalid subject")),
+        ]
+    );
+    assert_eq!(all[1].sent_at, Some(june));
+
+    sent(vec![queue[0].id], Some("reg-again"), "INITIALIZED", june).await;
+    let first = &ok("deletions_after", store.deletions_after(None, 1).await)[0];
+    assert_eq!(
+        first.regulation_id.as_deref(),
+        Some("reg-may"),
+        "a deletion is sent once"
+    );
+}
+
+/// Deletions are listed in id order, a page at a time after an id.
+pub async fn deletions_are_listed_in_id_order_a_page_at_a_time(store: &dyn SyncStateStore) {
+    let queue = queue_deletions(store, &["a", "b", "c"], datetime!(2024-05-05 10:00:00 UTC)).await;
+    let first = ok("deletions_after", store.deletions_after(None, 2).await);
+    assert_eq!(first, queue[..2]);
+    let rest = ok(
+        "deletions_after",
+        store.deletions_after(Some(first[1].id), 2).await,
+    );
+    assert_eq!(rest, queue[2..]);
+    assert!(ok(
+        "deletions_after",
+        store.deletions_after(Some(rest[0].id), 2).await
+    )
+    .is_empty());
+}
+
+/// Imported deletions keep everything but their ids, and queued ones stay
+/// queued.
+pub async fn imported_deletions_keep_what_they_recorded(store: &dyn SyncStateStore) {
+    let requested_at = datetime!(2024-05-05 10:00:00 UTC);
+    let imported = [
+        DeletionRecord {
+            id: 41,
+            subject: "a@example.com".to_owned(),
+            regulation_type: SUPPRESS.to_owned(),
+            requested_at,
+            regulation_id: Some("reg-1".to_owned()),
+            sent_at: Some(datetime!(2024-05-05 10:00:03.25 UTC)),
+            status: Some("FINISHED".to_owned()),
+        },
+        DeletionRecord {
+            id: 42,
+            subject: "b@example.com".to_owned(),
+            regulation_type: "DELETE_ONLY".to_owned(),
+            requested_at,
+            regulation_id: None,
+            sent_at: None,
+            status: None,
+        },
+    ];
+    ok("import_deletions", store.import_deletions(&imported).await);
+    ok("import_deletions", store.import_deletions(&[]).await);
+
+    let held = ok("deletions_after", store.deletions_after(None, 10).await);
+    assert_eq!(held.len(), 2);
+    for (held, imported) in held.iter().zip(&imported) {
+        assert_eq!(
+            DeletionRecord {
+                id: imported.id,
+                ..held.clone()
+            },
+            *imported
+        );
+    }
+    let queue = ok("queued_deletions", store.queued_deletions(10).await);
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].subject, "b@example.com");
 }

@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use segment_sync_domain::sync::{DeadLetter, DeadLetterKind, RunCounts, RunRecord, RunStatus};
 use segment_sync_domain::Fingerprint;
 use segment_sync_ports::{
-    Claimed, DeliveredRecord, DeliveredRow, RunLease, RunStart, Settlement, StateError,
+    Claimed, DeadLetterCursor, DeletionRecord, DeletionsSent, DeliveredRecord, DeliveredRow,
+    Forgotten, RunLease, RunStart, Settlement, StateError, StoredDeadLetter, Subject,
     SyncStateStore, RUN_HOLDER_PREFIX,
 };
 use time::format_description::well_known::Rfc3339;
@@ -65,6 +66,8 @@ struct Held {
     next_seq: u64,
     /// Runs in the order they were started; run `id` is at index `id - 1`.
     runs: Vec<RunRecord>,
+    /// Deletions in the order they were queued; deletion `id` is at `id - 1`.
+    deletions: Vec<DeletionRecord>,
 }
 
 impl Held {
@@ -117,6 +120,85 @@ impl Held {
         true
     }
 
+    /// Queues a deletion unless one of that type is queued; returns 1 if it did.
+    fn queue_deletion(&mut self, subject: &str, regulation_type: &str, at: OffsetDateTime) -> u64 {
+        let queued = self
+            .deletions
+            .iter()
+            .any(|d| d.is_queued() && d.subject == subject && d.regulation_type == regulation_type);
+        if queued {
+            return 0;
+        }
+        self.push_deletion(DeletionRecord {
+            id: 0,
+            subject: subject.to_owned(),
+            regulation_type: regulation_type.to_owned(),
+            requested_at: at,
+            regulation_id: None,
+            sent_at: None,
+            status: None,
+        });
+        1
+    }
+
+    fn push_deletion(&mut self, mut deletion: DeletionRecord) {
+        deletion.id = i64::try_from(self.deletions.len() + 1).unwrap_or(i64::MAX);
+        self.deletions.push(deletion);
+    }
+
+    fn forget(&mut self, subject: &Subject) -> Forgotten {
+        let mut forgotten = Forgotten::default();
+        match subject {
+            Subject::CustomerId(id) => {
+                if let Some(row) = self.delivered.remove(id) {
+                    forgotten.customer_ids.push(id.clone());
+                    forgotten.user_ids.push(row.user_id);
+                }
+                if self.dead_letter_seq.contains_key(id) {
+                    self.remove_dead_letter(id);
+                    forgotten.dead_letters = 1;
+                    if forgotten.customer_ids.is_empty() {
+                        forgotten.customer_ids.push(id.clone());
+                    }
+                }
+            }
+            Subject::UserId(user_id) => {
+                let customers: Vec<String> = self
+                    .delivered
+                    .values()
+                    .filter(|row| row.user_id == *user_id)
+                    .map(|row| row.customer_id.clone())
+                    .collect();
+                for id in &customers {
+                    self.delivered.remove(id);
+                }
+                if !customers.is_empty() {
+                    forgotten.user_ids.push(user_id.clone());
+                }
+                let in_payload: Vec<String> = self
+                    .dead_letters
+                    .values()
+                    .filter(|letter| payload_user_id(letter).as_deref() == Some(user_id.as_str()))
+                    .map(|letter| letter.customer_id.clone())
+                    .collect();
+                forgotten.customer_ids = customers;
+                for id in in_payload {
+                    if !forgotten.customer_ids.contains(&id) {
+                        forgotten.customer_ids.push(id);
+                    }
+                }
+                for id in &forgotten.customer_ids {
+                    if self.dead_letter_seq.contains_key(id) {
+                        self.remove_dead_letter(id);
+                        forgotten.dead_letters += 1;
+                    }
+                }
+            }
+        }
+        forgotten.user_ids.retain(|user_id| !user_id.is_empty());
+        forgotten
+    }
+
     fn push_run(&mut self, doing: &str, mut run: RunRecord) -> Result<i64, StateError> {
         let id = i64::try_from(self.runs.len() + 1)
             .map_err(|_| StateError::Storage(format!("{doing}: too many runs")))?;
@@ -142,6 +224,8 @@ pub struct StateSnapshot {
     /// Every run, in the order they were started (the port lists them the other
     /// way round).
     pub runs: Vec<RunRecord>,
+    /// Every deletion, in the order they were queued.
+    pub deletions: Vec<DeletionRecord>,
 }
 
 impl Default for MemoryStateStore {
@@ -209,6 +293,7 @@ impl MemoryStateStore {
             rules_fingerprint: held.rules_fingerprint.clone(),
             dead_letters: held.dead_letters.values().cloned().collect(),
             runs: held.runs.clone(),
+            deletions: held.deletions.clone(),
         }
     }
 
@@ -262,6 +347,12 @@ impl MemoryStateStore {
         self.writes.send_modify(|n| *n += 1);
         result
     }
+}
+
+/// The `userId` of a dead letter's payload.
+fn payload_user_id(letter: &DeadLetter) -> Option<String> {
+    let payload: serde_json::Value = serde_json::from_str(letter.payload.as_deref()?).ok()?;
+    payload.get("userId")?.as_str().map(str::to_owned)
 }
 
 fn rfc3339(doing: &str, at: OffsetDateTime) -> Result<String, StateError> {
@@ -418,9 +509,47 @@ impl SyncStateStore for MemoryStateStore {
         })
     }
 
-    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StateError> {
+    async fn dead_letters_after(
+        &self,
+        after: Option<DeadLetterCursor>,
+        limit: usize,
+    ) -> Result<Vec<StoredDeadLetter>, StateError> {
         self.check("listing dead letters")?;
-        Ok(self.held().dead_letters.values().cloned().collect())
+        let start = after.map_or(0, |cursor| u64::try_from(cursor.0).unwrap_or(0) + 1);
+        Ok(self
+            .held()
+            .dead_letters
+            .range(start..)
+            .take(limit)
+            .map(|(seq, letter)| StoredDeadLetter {
+                cursor: DeadLetterCursor(i64::try_from(*seq).unwrap_or(i64::MAX)),
+                letter: letter.clone(),
+            })
+            .collect())
+    }
+
+    async fn dead_letter_count(&self) -> Result<u64, StateError> {
+        self.check("counting dead letters")?;
+        Ok(self.held().dead_letters.len() as u64)
+    }
+
+    async fn purge_dead_letters(&self, before: OffsetDateTime) -> Result<u64, StateError> {
+        self.wait_to_write().await;
+        self.write("purging dead letters", |held| {
+            let old: Vec<String> = held
+                .dead_letters
+                .values()
+                .filter(|letter| {
+                    OffsetDateTime::parse(&letter.recorded_at, &Rfc3339)
+                        .is_ok_and(|recorded| recorded < before)
+                })
+                .map(|letter| letter.customer_id.clone())
+                .collect();
+            for id in &old {
+                held.remove_dead_letter(id);
+            }
+            Ok(old.len() as u64)
+        })
     }
 
     async fn remove_dead_letters(&self, customer_ids: &[String]) -> Result<(), StateError> {
@@ -527,6 +656,107 @@ impl SyncStateStore for MemoryStateStore {
             oldest_first.sort_by_key(|run| run.id);
             for run in oldest_first {
                 held.push_run(doing, run.clone())?;
+            }
+            Ok(())
+        })
+    }
+
+    async fn forget<'a>(
+        &self,
+        subjects: &[Subject],
+        regulation_type: Option<&'a str>,
+        at: OffsetDateTime,
+    ) -> Result<Vec<Forgotten>, StateError> {
+        self.wait_to_write().await;
+        self.write("forgetting customers", |held| {
+            let mut answers = Vec::with_capacity(subjects.len());
+            for subject in subjects {
+                let mut forgotten = held.forget(subject);
+                if let Some(kind) = regulation_type {
+                    for user_id in &forgotten.user_ids {
+                        forgotten.queued += held.queue_deletion(user_id, kind, at);
+                    }
+                }
+                answers.push(forgotten);
+            }
+            Ok(answers)
+        })
+    }
+
+    async fn queued_deletions(&self, limit: usize) -> Result<Vec<DeletionRecord>, StateError> {
+        self.check("reading queued deletions")?;
+        Ok(self
+            .held()
+            .deletions
+            .iter()
+            .filter(|d| d.is_queued())
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn deletions_sent<'a>(&self, sent: DeletionsSent<'a>) -> Result<(), StateError> {
+        self.wait_to_write().await;
+        self.write("recording deletions sent", |held| {
+            for deletion in &mut held.deletions {
+                if deletion.is_queued() && sent.ids.contains(&deletion.id) {
+                    deletion.regulation_id = sent.regulation_id.map(str::to_owned);
+                    deletion.sent_at = Some(sent.at);
+                    deletion.status = Some(sent.status.to_owned());
+                }
+            }
+            Ok(())
+        })
+    }
+
+    async fn set_regulation_status(
+        &self,
+        regulation_id: &str,
+        status: &str,
+    ) -> Result<(), StateError> {
+        self.wait_to_write().await;
+        self.write("recording a regulation's status", |held| {
+            for deletion in &mut held.deletions {
+                if deletion.regulation_id.as_deref() == Some(regulation_id) {
+                    deletion.status = Some(status.to_owned());
+                }
+            }
+            Ok(())
+        })
+    }
+
+    async fn deletions_after(
+        &self,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<DeletionRecord>, StateError> {
+        self.check("listing deletions")?;
+        let after = after.unwrap_or(i64::MIN);
+        Ok(self
+            .held()
+            .deletions
+            .iter()
+            .filter(|d| d.id > after)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn regulated_since(&self, since: OffsetDateTime) -> Result<u64, StateError> {
+        self.check("counting regulated users")?;
+        Ok(self
+            .held()
+            .deletions
+            .iter()
+            .filter(|d| d.regulation_id.is_some() && d.sent_at.is_some_and(|at| at >= since))
+            .count() as u64)
+    }
+
+    async fn import_deletions(&self, deletions: &[DeletionRecord]) -> Result<(), StateError> {
+        self.wait_to_write().await;
+        self.write("importing deletions", |held| {
+            for deletion in deletions {
+                held.push_deletion(deletion.clone());
             }
             Ok(())
         })
