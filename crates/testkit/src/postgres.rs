@@ -66,25 +66,37 @@ impl TestDatabase {
     ///
     /// As [`create`](Self::create).
     pub async fn create_with(options: &str) -> Self {
+        Self::try_create_with(options)
+            .await
+            .unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// As [`create`](Self::create), or why there is none (no server answers, or
+    /// it refused), for a caller that goes on without one (the bench).
+    pub async fn try_create() -> Result<Self, String> {
+        Self::try_create_with("").await
+    }
+
+    async fn try_create_with(options: &str) -> Result<Self, String> {
         let server_url = server_url();
         let name = fresh_name();
-        let admin = connect(&server_url).await.unwrap_or_else(|e| {
-            panic!(
+        let admin = connect(&server_url).await.map_err(|e| {
+            format!(
                 "this test needs a PostgreSQL server: none answers at {} ({e}); start one \
                  or set {DATABASE_URL_VARIABLE} (cargo xtask ci leaves these tests out when \
                  none answers, unless SEGMENT_SYNC_REQUIRE_POSTGRES=1)",
                 server_url_shown(&server_url)
             )
-        });
+        })?;
         admin
             .batch_execute(&format!("CREATE DATABASE \"{name}\" {options}"))
             .await
-            .unwrap_or_else(|e| panic!("cannot create the test database {name}: {e:?}"));
-        Self {
+            .map_err(|e| format!("cannot create the test database {name}: {e:?}"))?;
+        Ok(Self {
             url: with_database(&server_url, &name),
             name,
             server_url,
-        }
+        })
     }
 
     /// The database's URL, with the server's credentials and parameters.

@@ -26,7 +26,7 @@ use segment_sync_testkit::fake_commercetools::FakeCommercetools;
 use segment_sync_testkit::fake_segment::FakeSegment;
 use segment_sync_testkit::generate::DEFAULT_SEED;
 
-use self::process::ChildEnv;
+use self::process::{BenchState, ChildEnv};
 use self::table::Table;
 
 /// Customers in the smaller file run and in the API backfill.
@@ -142,15 +142,24 @@ async fn end_to_end(binary: Result<PathBuf, String>, only: Only, table: &mut Tab
             (SMALL_RUN, small_file.as_path(), "small"),
             (LARGE_RUN, large_file.as_path(), "large"),
         ] {
-            sync_runs::from_file(binary, &env, &segment, run, table).await;
+            let state = Ok(&BenchState::Sqlite);
+            sync_runs::from_file(binary, &env, &segment, run, state, table).await;
         }
+        // The same small run on a PostgreSQL state, beside the SQLite figures.
+        let postgres = BenchState::postgres().await;
+        let run = (SMALL_RUN, small_file.as_path(), "small-postgres");
+        let state = postgres.as_ref().map_err(String::as_str);
+        sync_runs::from_file(binary, &env, &segment, run, state, table).await;
     }
     if only.runs(Only::Api) {
         sync_runs::fake_page_building(&commercetools, SMALL_RUN, table).await;
         sync_runs::from_api(binary, &env, &segment, SMALL_RUN, table).await;
     }
     if only.runs(Only::Webhook) {
-        webhook::run(binary, &env, table).await;
+        webhook::run(binary, &env, Ok(&BenchState::Sqlite), table).await;
+        let postgres = BenchState::postgres().await;
+        let state = postgres.as_ref().map_err(String::as_str);
+        webhook::run(binary, &env, state, table).await;
     }
     drop(scratch);
     Ok(())

@@ -77,6 +77,38 @@ impl ChildEnv {
     }
 }
 
+/// Where a child keeps its state: a SQLite file in [`ChildEnv::dir`], or a fresh
+/// database on the test PostgreSQL server (dropped with the value).
+pub enum BenchState {
+    Sqlite,
+    Postgres(segment_sync_testkit::postgres::TestDatabase),
+}
+
+impl BenchState {
+    /// A fresh PostgreSQL database, or why there is none.
+    pub async fn postgres() -> Result<Self, String> {
+        segment_sync_testkit::postgres::TestDatabase::try_create()
+            .await
+            .map(Self::Postgres)
+    }
+
+    /// The `--state` of a child called `name`.
+    pub fn argument(&self, env: &ChildEnv, name: &str) -> std::ffi::OsString {
+        match self {
+            Self::Sqlite => env.dir.join(format!("{name}.db")).into_os_string(),
+            Self::Postgres(database) => database.url().into(),
+        }
+    }
+
+    /// What a row's label says of it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Sqlite => "",
+            Self::Postgres(_) => ", PostgreSQL state",
+        }
+    }
+}
+
 /// How a child that ran to its end went.
 pub struct Measured {
     pub wall: Duration,

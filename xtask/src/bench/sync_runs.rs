@@ -12,7 +12,7 @@ use segment_sync_testkit::fake_commercetools::FakeCommercetools;
 use segment_sync_testkit::fake_segment::FakeSegment;
 use segment_sync_testkit::generate::{self, DEFAULT_SEED, GENERATOR_VERSION};
 
-use super::process::{measure, ChildEnv};
+use super::process::{measure, BenchState, ChildEnv};
 use super::table::{mib, per_second, thousands, Met, Table};
 
 /// Bounds a run, so that the whole bench stays within minutes even when the binary is slow.
@@ -37,21 +37,30 @@ pub fn customers_file(data: &Path, count: u64) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// `sync --input <file>`: a throughput row and a peak-RSS row.
+/// `sync --input <file>`: a throughput row and a peak-RSS row. The targets are
+/// those of the SQLite state; on PostgreSQL the figures are shown beside them.
 pub async fn from_file(
     binary: Result<&Path, &str>,
     env: &ChildEnv,
     segment: &FakeSegment,
     (count, file, name): (u64, &Path, &str),
+    state: Result<&BenchState, &str>,
     table: &mut Table,
 ) {
-    let label = format!("sync --input, {} customers", thousands(count));
-    let rss_label = format!("peak RSS, sync --input {}", thousands(count));
-    let binary = match binary {
-        Ok(binary) => binary,
-        Err(why) => {
-            table.not_available(label, ">= 100,000/s", why);
-            table.not_available(rss_label, "<= 64 MiB", why);
+    let on = state.map_or(", PostgreSQL state", BenchState::label);
+    let label = format!("sync --input, {} customers{on}", thousands(count));
+    let rss_label = format!("peak RSS, sync --input {}{on}", thousands(count));
+    let sqlite = matches!(state, Ok(BenchState::Sqlite));
+    let (target, rss_target) = if sqlite {
+        (">= 100,000/s", "<= 64 MiB")
+    } else {
+        ("-", "-")
+    };
+    let (binary, state) = match (binary, state) {
+        (Ok(binary), Ok(state)) => (binary, state),
+        (Err(why), _) | (_, Err(why)) => {
+            table.not_available(label, target, why);
+            table.not_available(rss_label, rss_target, why);
             return;
         }
     };
@@ -62,22 +71,23 @@ pub async fn from_file(
         .arg(file)
         .arg("--json")
         .arg("--state")
-        .arg(env.dir.join(format!("{name}.db")));
+        .arg(state.argument(env, name));
     match run(command, env, name, segment).await {
         Ok(run) => {
             let rate = count as f64 / run.wall.as_secs_f64();
-            table.check(
-                label,
-                format!("{} ({})", per_second(rate), run.note(count)),
-                ">= 100,000/s",
-                rate >= 100_000.0 && run.complete(count),
-            );
-            table.rss(rss_label, run.peak_rss_kib, true);
+            let figure = format!("{} ({})", per_second(rate), run.note(count));
+            if sqlite {
+                let met = rate >= 100_000.0 && run.complete(count);
+                table.check(label, figure, target, met);
+            } else {
+                table.add(label, figure, target, Met::Neither);
+            }
+            table.rss(rss_label, run.peak_rss_kib, sqlite);
         }
         Err(e) => {
             let why = format!("{e:#}");
-            table.not_available(label, ">= 100,000/s", &why);
-            table.not_available(rss_label, "<= 64 MiB", &why);
+            table.not_available(label, target, &why);
+            table.not_available(rss_label, rss_target, &why);
         }
     }
 }
