@@ -189,6 +189,17 @@ pub enum DeadLettersCommand {
         /// The trait mapping (a replay sends the payloads as they were built).
         mapping: MappingArg,
     },
+    /// Remove the dead letters older than a duration (they hold customers'
+    /// personal data); each sync and replay does it for SEGMENT_SYNC_RETENTION.
+    Purge {
+        /// Remove those recorded longer ago than this (e.g. 30d, 12h)
+        /// [default: SEGMENT_SYNC_RETENTION, else 30d]
+        #[arg(long, value_name = "DURATION", value_parser = crate::settings::parse_duration)]
+        older_than: Option<std::time::Duration>,
+        #[command(flatten)]
+        /// The state database.
+        state: StateArg,
+    },
 }
 
 /// `segment-sync check`.

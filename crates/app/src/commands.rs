@@ -2,11 +2,13 @@
 //! adapters, runs, and reports what happened with an exit code.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use segment_sync_domain::identify::IdentifyRules;
 use segment_sync_domain::sync::{DeadLetter, RunCounts, RunRecord, RunStatus};
-use segment_sync_ports::{CustomerQuery, CustomerSource, RunStart, Settlement, StateError};
+use segment_sync_ports::{
+    CustomerQuery, CustomerSource, RunStart, Settlement, StateError, SyncStateStore,
+};
 use tokio::sync::watch;
 
 use crate::cli::{RunsArgs, ServeArgs, SyncArgs};
@@ -30,17 +32,19 @@ pub async fn sync(args: &SyncArgs, settings: &Settings) -> Result<Exit, Failure>
         let source = wiring::source(source)?.port;
         return dry_run(source.as_ref(), query, rules, args.json).await;
     }
-    let (rules, segment, source_settings, state) = Settings::require((
+    let (rules, segment, source_settings, state, retention) = Settings::require((
         &settings.rules,
         &settings.segment,
         &settings.source,
         &settings.state,
+        &settings.retention,
     ))?;
     let source = wiring::source(source_settings)?.port;
     let ports = Ports {
         state: wiring::state(state).await?.port,
         segment: wiring::segment(segment)?.port,
     };
+    purge_letters(ports.state.as_ref(), *retention).await?;
     let service = SyncService::new(
         Arc::clone(&ports.segment),
         Arc::clone(&ports.state),
@@ -72,10 +76,15 @@ pub async fn sync(args: &SyncArgs, settings: &Settings) -> Result<Exit, Failure>
 
 /// `segment-sync dead-letters replay`.
 pub async fn dead_letters_replay(json: bool, settings: &Settings) -> Result<Exit, Failure> {
-    let (rules, segment, state) =
-        Settings::require((&settings.rules, &settings.segment, &settings.state))?;
+    let (rules, segment, state, retention) = Settings::require((
+        &settings.rules,
+        &settings.segment,
+        &settings.state,
+        &settings.retention,
+    ))?;
     let segment = wiring::segment(segment)?.port;
     let state = wiring::state(state).await?.port;
+    purge_letters(state.as_ref(), *retention).await?;
     let service = SyncService::new(Arc::clone(&segment), Arc::clone(&state), rules.clone());
     let ports = Ports { segment, state };
     let clock = Instant::now();
@@ -242,6 +251,42 @@ pub async fn dead_letters_list(json: bool, settings: &Settings) -> Result<Exit, 
     }
     out.flush()?;
     Ok(Exit::Success)
+}
+
+/// `segment-sync dead-letters purge`: removes the dead letters recorded longer
+/// ago than `older_than` (else the retention setting).
+pub async fn dead_letters_purge(
+    older_than: Option<Duration>,
+    settings: &Settings,
+) -> Result<Exit, Failure> {
+    let (state, retention) = Settings::require((&settings.state, &settings.retention))?;
+    let older_than = older_than.unwrap_or(*retention);
+    let state = wiring::existing_state(state).await?.port;
+    let purged = purge_letters(state.as_ref(), older_than).await?;
+    let mut out = Stdout::default();
+    out.line(format_args!(
+        "removed {purged} dead letters recorded more than {} ago",
+        humantime::format_duration(older_than)
+    ))?;
+    out.flush()?;
+    Ok(Exit::Success)
+}
+
+/// Removes the dead letters recorded longer ago than `older_than`; says how many.
+pub async fn purge_letters(
+    state: &dyn SyncStateStore,
+    older_than: Duration,
+) -> Result<u64, Failure> {
+    let before = time::OffsetDateTime::now_utc() - older_than;
+    let purged = state.purge_dead_letters(before).await.map_err(fatal)?;
+    if purged > 0 {
+        tracing::info!(
+            purged,
+            older_than = %humantime::format_duration(older_than),
+            "old dead letters removed"
+        );
+    }
+    Ok(purged)
 }
 
 /// A dead letter as `dead-letters list --json` shows it: the payload as the JSON

@@ -134,6 +134,9 @@ async fn dispatch(command: Command, settings: Settings) -> Result<Exit, Failure>
         Command::DeadLetters(DeadLettersCommand::Replay { json, .. }) => {
             commands::dead_letters_replay(json, &settings).await
         }
+        Command::DeadLetters(DeadLettersCommand::Purge { older_than, .. }) => {
+            commands::dead_letters_purge(older_than, &settings).await
+        }
         Command::Runs(args) => commands::runs(&args, &settings).await,
         Command::Check(args) => check::run(&settings, args.json).await,
         Command::State(StateCommand::Copy { from, to }) => commands::state_copy(&from, &to).await,

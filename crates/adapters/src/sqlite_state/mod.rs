@@ -62,6 +62,40 @@ pub struct SqliteStateStore {
     path: Arc<str>,
 }
 
+/// The database holds customers' personal data: a new file is created readable
+/// by its owner only (SQLite gives its `-wal` and `-shm` files the same mode), and
+/// an existing one that others can read is named in a warning.
+#[cfg(unix)]
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{mode:04o}"),
+                    "the state file can be read by other users and holds customers' personal \
+                     data; make it private with chmod 600"
+                );
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(not(unix))]
+fn private_file(_path: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
 impl SqliteStateStore {
     /// Opens the database at `path`, creating the file and its schema when
     /// missing and migrating an older schema.
@@ -90,6 +124,7 @@ impl SqliteStateStore {
                 )));
             }
         }
+        private_file(path).map_err(|e| open_error(e.to_string()))?;
         let conn = Connection::open(path).map_err(|e| open_error(describe_open_error(&e)))?;
         Self::init(conn, label, Some(path.to_path_buf()))
     }

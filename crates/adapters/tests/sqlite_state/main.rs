@@ -386,3 +386,31 @@ async fn pages_of_deliveries_are_recorded_and_looked_up_quickly() {
         CUSTOMERS as f64 / lookups.as_secs_f64(),
     );
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_database_and_its_wal_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDb::new();
+    let store = db.open();
+    record(&store, &[("customer-1".to_owned(), fingerprint(1))]).await;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&db.path), 0o600);
+    let wal = db.path.with_file_name("state.db-wal");
+    let shm = db.path.with_file_name("state.db-shm");
+    assert!(wal.exists(), "the store writes ahead");
+    assert_eq!(mode(&wal), 0o600);
+    assert_eq!(mode(&shm), 0o600);
+}
+
+#[cfg(unix)]
+#[test]
+fn an_existing_database_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDb::new();
+    drop(db.open());
+    std::fs::set_permissions(&db.path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    drop(db.open());
+    let mode = std::fs::metadata(&db.path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640, "the owner's choice stands; a warning names it");
+}

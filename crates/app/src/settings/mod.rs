@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use secrecy::SecretString;
 use segment_sync_adapters::commercetools::{region_urls, CommercetoolsConfig};
@@ -214,7 +215,10 @@ impl Flags {
                 mapping: args.mapping.mapping.clone(),
                 ..Self::default()
             },
-            Command::DeadLetters(DeadLettersCommand::List { state: arg, .. }) => Self {
+            Command::DeadLetters(
+                DeadLettersCommand::List { state: arg, .. }
+                | DeadLettersCommand::Purge { state: arg, .. },
+            ) => Self {
                 state: state(arg),
                 ..Self::default()
             },
@@ -364,6 +368,9 @@ pub struct Settings {
     pub state: Parsed<StateLocation>,
     /// `WEBHOOK_TOKEN`, `--listen`, `PORT`, `--allow-unauthenticated`.
     pub webhook: Parsed<WebhookSettings>,
+    /// `SEGMENT_SYNC_RETENTION`: how long dead letters are kept (else
+    /// [`DEFAULT_RETENTION`]).
+    pub retention: Parsed<Duration>,
 }
 
 impl Settings {
@@ -380,6 +387,7 @@ impl Settings {
             commercetools,
             state: state(env, flags),
             webhook: webhook(env, flags),
+            retention: retention(env),
         }
     }
 
@@ -756,6 +764,27 @@ fn service_url(name: &'static str, value: &str) -> Result<String, ConfigError> {
             reason: format!("{shown}: the scheme must be https, not {other}"),
         }),
     }
+}
+
+/// How long dead letters are kept when `SEGMENT_SYNC_RETENTION` is unset.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+fn retention(env: &Env) -> Parsed<Duration> {
+    let name = "SEGMENT_SYNC_RETENTION";
+    Ok(env
+        .get(name)?
+        .map(|value| parse_duration(value).map_err(|reason| ConfigError::Invalid { name, reason }))
+        .transpose()?
+        .unwrap_or(DEFAULT_RETENTION))
+}
+
+/// A duration as people write it (`30d`, `12h`, `1h 30m`), longer than nothing;
+/// also the parser of the flags that take one.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value.trim())
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("`{value}` is not a duration (e.g. 30d, 12h, 90m)"))
 }
 
 /// A positive whole number, when set.

@@ -4,6 +4,7 @@ mod check;
 mod first_use;
 mod helpers;
 mod mapping;
+mod privacy;
 mod readme;
 mod replicas;
 mod rule;
