@@ -1,6 +1,40 @@
 //! What the sources share about a record that is not a valid customer.
 
+use segment_sync_domain::Customer;
 use serde::Deserialize;
+
+/// A customer record parsed, or why it is not one, in words that never quote the
+/// record's values (they are personal data, and the reason reaches logs and dead
+/// letters): what kind of problem, the field's path, the line and column.
+pub(crate) fn parse_customer(json: &str) -> Result<Customer, String> {
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    let customer = serde_path_to_error::deserialize::<_, Customer>(&mut deserializer)
+        .map_err(|error| describe(&error.path().to_string(), error.inner()))?;
+    deserializer.end().map_err(|error| describe(".", &error))?;
+    Ok(customer)
+}
+
+/// What went wrong at `path` (`.`: the record itself), without the value.
+fn describe(path: &str, error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let place = format!("line {}, column {}", error.line(), error.column());
+    match error.classify() {
+        Category::Data => {
+            let message = error.to_string();
+            // "invalid type: string \"…\", expected …": the words before the
+            // value; "missing field `id`" names a field, never a value.
+            let kind = message.split(':').next().unwrap_or_default();
+            let kind = kind.split(" at line ").next().unwrap_or(kind);
+            if path == "." {
+                format!("{kind} ({place})")
+            } else {
+                format!("{kind} at `{path}` ({place})")
+            }
+        }
+        Category::Eof => format!("the JSON ends early ({place})"),
+        Category::Syntax | Category::Io => format!("not valid JSON ({place})"),
+    }
+}
 
 /// Just the id of a record.
 #[derive(Deserialize)]
@@ -19,7 +53,40 @@ pub(crate) fn customer_id_of(json: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::customer_id_of;
+    use super::{customer_id_of, parse_customer};
+
+    #[test]
+    fn a_reason_names_the_field_and_place_never_the_value() {
+        let cases = [
+            (
+                r#"{"id":"c1","version":1,"email":"jane@example.com","firstName":42}"#,
+                "invalid type at `firstName` (line 1, column 64)",
+            ),
+            (
+                r#"{"id":"c1","version":"Jane Doe secret"}"#,
+                "invalid type at `version` (line 1, column 38)",
+            ),
+            (
+                r#"{"id":"c1","version":1,"addresses":[{"streetName":["Main Street 1"]}]}"#,
+                "invalid type at `addresses[0].streetName` (line 1, column 50)",
+            ),
+            (
+                r#"{"id":"c1", "email": "jane@exa"#,
+                "the JSON ends early (line 1, column 30)",
+            ),
+            (
+                r#"{"id":"c1"} trailing secret"#,
+                "not valid JSON (line 1, column 13)",
+            ),
+        ];
+        for (json, expected) in cases {
+            let reason = parse_customer(json).unwrap_err();
+            assert_eq!(reason, expected, "{json}");
+            for secret in ["Jane", "jane", "Main Street", "secret", "42"] {
+                assert!(!reason.contains(secret), "{reason} quotes {secret}");
+            }
+        }
+    }
 
     #[test]
     fn the_id_survives_a_record_that_is_otherwise_invalid() {

@@ -150,7 +150,7 @@ fn parse_page(body: &[u8], page_number: u64) -> Result<FetchedPage, SourceError>
                 customer_id,
                 reason,
             };
-            match serde_json::from_str::<Customer>(raw.get()) {
+            match crate::record::parse_customer(raw.get()) {
                 Ok(customer) if customer.id.is_empty() => {
                     malformed("customer has no id".to_owned(), None)
                 }
@@ -158,12 +158,12 @@ fn parse_page(body: &[u8], page_number: u64) -> Result<FetchedPage, SourceError>
                     last_id = Some(customer.id.clone());
                     SourceRecord::Customer(Box::new(customer))
                 }
-                Err(e) => {
+                Err(reason) => {
                     let id = crate::record::customer_id_of(raw.get());
                     if id.is_some() {
                         last_id.clone_from(&id);
                     }
-                    malformed(e.to_string(), id)
+                    malformed(reason, id)
                 }
             }
         })

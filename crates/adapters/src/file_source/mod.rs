@@ -341,7 +341,7 @@ fn to_record(piece: Piece<'_>) -> SourceRecord {
             // One UTF-8 check for the record instead of one per string inside it.
             let text = std::str::from_utf8(bytes).ok();
             let parsed = match text {
-                Some(text) => serde_json::from_str::<Customer>(text).map_err(|e| e.to_string()),
+                Some(text) => crate::record::parse_customer(text),
                 None => Err("not UTF-8".to_owned()),
             };
             (position, parsed, text)

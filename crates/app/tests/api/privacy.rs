@@ -150,3 +150,30 @@ async fn a_state_file_others_can_read_is_named_in_a_warning() {
     assert!(log.contains("can be read by other users"), "{log}");
     assert!(log.contains("0644"), "{log}");
 }
+
+#[tokio::test]
+async fn a_malformed_record_is_described_without_its_values() {
+    let segment = FakeSegment::start(SegmentMode::Accept).await;
+    let app = App::new().with_fakes(&segment, None);
+    let secret = "Jane-Secret-Doe";
+    let records = [
+        numbered_json(1).to_string(),
+        format!(
+            r#"{{"id":"c-broken","version":1,"email":"{secret}@example.com","firstName":["{secret}"]}}"#
+        ),
+        format!(r#"{{"id":"c-cut","email":"{secret}"#),
+    ];
+    let input = app.write_file("in.ndjson", &(records.join("\n") + "\n"));
+
+    let run = app
+        .run(&["sync", "--input", input.to_str().unwrap(), "--json"])
+        .await;
+    assert_eq!(summary(&run)["rejected"], 2, "{}", stderr(&run));
+    let list = app.run(&["dead-letters", "list", "--json"]).await;
+    let listed = stdout(&list);
+    assert!(listed.contains("invalid type at `firstName`"), "{listed}");
+    assert!(listed.contains("the JSON ends early"), "{listed}");
+    for (what, text) in [("log", stderr(&run)), ("dead letters", listed)] {
+        assert!(!text.contains(secret), "the {what} quote a value: {text}");
+    }
+}
