@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use segment_sync_domain::Customer;
 use segment_sync_ports::{CustomerPages, CustomerQuery, Page, SourceError, SourceRecord};
 use serde::Deserialize;
 use serde_json::value::RawValue;
