@@ -88,7 +88,9 @@ pub enum RegulationError {
     },
     /// Segment could not be reached or kept failing (network, 5xx, 429) after
     /// every retry. Nothing is known to be regulated: send it again later.
-    #[error("Segment's Public API is unavailable ({reason}); nothing was regulated, try again later")]
+    #[error(
+        "Segment's Public API is unavailable ({reason}); nothing was regulated, try again later"
+    )]
     Unavailable {
         /// The last failure, e.g. `HTTP 503` or `timeout`.
         reason: String,
@@ -155,7 +157,10 @@ mod tests {
     fn api_and_setting_names_round_trip() {
         for kind in RegulationType::ALL {
             assert_eq!(RegulationType::from_api_str(kind.as_api_str()), Some(kind));
-            assert_eq!(RegulationType::from_setting(kind.setting_name()), Some(kind));
+            assert_eq!(
+                RegulationType::from_setting(kind.setting_name()),
+                Some(kind)
+            );
             assert_eq!(
                 kind.setting_name().to_ascii_uppercase(),
                 kind.as_api_str(),

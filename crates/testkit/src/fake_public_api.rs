@@ -214,9 +214,7 @@ impl Shared {
                 Ok(_) => {
                     let number = self.next_id.fetch_add(1, Ordering::SeqCst) + 1;
                     let id = format!("regulation-{number:04}");
-                    state
-                        .statuses
-                        .push((id.clone(), INITIAL_STATUS.to_owned()));
+                    state.statuses.push((id.clone(), INITIAL_STATUS.to_owned()));
                     let body = json!({ "data": { "regulateId": id } });
                     (Response::json(200, body.to_string()), Some(id))
                 }
@@ -325,7 +323,9 @@ fn parse_regulation(body: &[u8]) -> Result<(), &'static str> {
     match body["subjectIds"].as_array() {
         Some(ids)
             if (1..=5_000).contains(&ids.len())
-                && ids.iter().all(|id| id.as_str().is_some_and(|s| !s.is_empty())) =>
+                && ids
+                    .iter()
+                    .all(|id| id.as_str().is_some_and(|s| !s.is_empty())) =>
         {
             Ok(())
         }
@@ -379,11 +379,17 @@ mod tests {
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].regulation_type, "DELETE_ONLY");
         assert_eq!(seen[0].subject_ids, ["a", "b"]);
-        assert_eq!(seen[0].authorization.as_deref(), Some("Bearer test-public-api-token"));
+        assert_eq!(
+            seen[0].authorization.as_deref(),
+            Some("Bearer test-public-api-token")
+        );
         assert_eq!(seen[0].regulation_id.as_deref(), Some(id.as_str()));
 
         let (status, body) = get(&api, &format!("/regulations/{id}")).await;
-        assert_eq!((status, &body["data"]["regulation"]["overallStatus"]), (200, &json!("INITIALIZED")));
+        assert_eq!(
+            (status, &body["data"]["regulation"]["overallStatus"]),
+            (200, &json!("INITIALIZED"))
+        );
         api.set_status(&id, "FINISHED");
         let (_, body) = get(&api, &format!("/regulations/{id}")).await;
         assert_eq!(body["data"]["regulation"]["overallStatus"], "FINISHED");
@@ -391,14 +397,22 @@ mod tests {
         let (status, _) = get(&api, "/regulations/nope").await;
         assert_eq!(status, 404);
         let (status, page) = get(&api, "/regulations?pagination.count=1").await;
-        assert_eq!((status, page["data"]["regulations"][0]["id"].as_str()), (200, Some(id.as_str())));
+        assert_eq!(
+            (status, page["data"]["regulations"][0]["id"].as_str()),
+            (200, Some(id.as_str()))
+        );
         api.wait_for_regulations(1, Duration::from_secs(5)).await;
     }
 
     #[tokio::test]
     async fn failures_come_first_then_the_request_is_handled() {
         let api = FakePublicApi::start().await;
-        api.fail_next(1, PublicApiFailure::RateLimited { retry_after_secs: 3 });
+        api.fail_next(
+            1,
+            PublicApiFailure::RateLimited {
+                retry_after_secs: 3,
+            },
+        );
         api.fail_next(1, PublicApiFailure::ServerError);
         let limited = post(&api, TOKEN, &regulation(&["a"])).await;
         assert_eq!(limited.status(), 429);

@@ -376,7 +376,9 @@ mod regulations {
         };
         client.fail_always(Some(refused.clone()));
         for _ in 0..2 {
-            let ended = client.regulate(RegulationType::SuppressOnly, &one("a")).await;
+            let ended = client
+                .regulate(RegulationType::SuppressOnly, &one("a"))
+                .await;
             assert_eq!(ended, Err(refused.clone()));
         }
         client.fail_always(None);

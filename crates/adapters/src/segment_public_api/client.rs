@@ -323,7 +323,10 @@ mod tests {
         .unwrap();
         let printed = format!("{client:?}");
         assert!(!printed.contains("sekrit"), "{printed}");
-        assert!(printed.contains("api.segmentapis.com/regulations"), "{printed}");
+        assert!(
+            printed.contains("api.segmentapis.com/regulations"),
+            "{printed}"
+        );
         assert_eq!(client.base_url(), "https://api.segmentapis.com");
     }
 

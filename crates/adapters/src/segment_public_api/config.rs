@@ -45,7 +45,8 @@ impl PublicApiConfig {
             reason: reason.to_owned(),
         };
         let base = self.base_url.trim().trim_end_matches('/');
-        let url = Url::parse(&format!("{base}/regulations")).map_err(|e| invalid(&e.to_string()))?;
+        let url =
+            Url::parse(&format!("{base}/regulations")).map_err(|e| invalid(&e.to_string()))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(invalid("the scheme must be http or https"));
         }
@@ -68,7 +69,9 @@ pub enum PublicApiSetupError {
         reason: String,
     },
     /// The token cannot be sent in an HTTP header (a control character in it).
-    #[error("SEGMENT_PUBLIC_API_TOKEN cannot be sent in an HTTP header: it holds a control character")]
+    #[error(
+        "SEGMENT_PUBLIC_API_TOKEN cannot be sent in an HTTP header: it holds a control character"
+    )]
     InvalidToken,
     /// The HTTP client could not be set up (TLS backend unavailable).
     #[error("cannot build the HTTP client for Segment's Public API: {0}")]

@@ -41,12 +41,20 @@ fn statuses(api: &FakePublicApi) -> Vec<u16> {
 #[tokio::test]
 async fn a_429_is_retried_after_its_retry_after_and_regulates_once() {
     let api = FakePublicApi::start().await;
-    api.fail_next(1, PublicApiFailure::RateLimited { retry_after_secs: 1 });
+    api.fail_next(
+        1,
+        PublicApiFailure::RateLimited {
+            retry_after_secs: 1,
+        },
+    );
     let client = client_of(&api);
 
     let started = Instant::now();
     let id = client
-        .regulate(RegulationType::SuppressWithDelete, &ids(&["ada@example.com"]))
+        .regulate(
+            RegulationType::SuppressWithDelete,
+            &ids(&["ada@example.com"]),
+        )
         .await
         .unwrap();
 
@@ -133,8 +141,11 @@ async fn a_wrong_token_is_refused_by_segment_and_the_right_one_sent_as_bearer() 
         .regulate(RegulationType::SuppressOnly, &ids(&["a"]))
         .await
         .unwrap();
-    let authorizations: Vec<Option<String>> =
-        api.received().into_iter().map(|seen| seen.authorization).collect();
+    let authorizations: Vec<Option<String>> = api
+        .received()
+        .into_iter()
+        .map(|seen| seen.authorization)
+        .collect();
     assert_eq!(
         authorizations,
         [

@@ -27,6 +27,7 @@ use segment_sync_domain::{Mapping, UserIdStrategy, WriteKey, WriteKeyError};
 
 use crate::cli::{Command, DeadLettersCommand};
 use crate::serve::{check_auth_config, WebhookToken};
+pub use deletion::{DeletionSettings, DELETION_OFF};
 
 /// The default state database path.
 pub const DEFAULT_STATE_PATH: &str = "segment-sync.db";
@@ -364,6 +365,9 @@ pub struct Settings {
     pub state: Parsed<StateLocation>,
     /// `WEBHOOK_TOKEN`, `--listen`, `PORT`, `--allow-unauthenticated`.
     pub webhook: Parsed<WebhookSettings>,
+    /// `SEGMENT_DELETION`, `SEGMENT_PUBLIC_API_URL`, `SEGMENT_PUBLIC_API_TOKEN`:
+    /// `None` while deletion is off.
+    pub deletion: Parsed<Option<DeletionSettings>>,
 }
 
 impl Settings {
@@ -380,6 +384,7 @@ impl Settings {
             commercetools,
             state: state(env, flags),
             webhook: webhook(env, flags),
+            deletion: deletion::deletion(env),
         }
     }
 
@@ -788,5 +793,6 @@ fn boolean(env: &Env, name: &'static str) -> Result<Option<bool>, ConfigError> {
         .transpose()
 }
 
+mod deletion;
 #[cfg(test)]
 mod tests;

@@ -214,9 +214,10 @@ pub async fn each_accepted_request_gets_its_own_id(make: &impl RegulationFactory
     for n in 0..3 {
         let id = within(
             "regulate",
-            subject
-                .client
-                .regulate(RegulationType::SuppressWithDelete, &ids(&format!("u{n}"), 2)),
+            subject.client.regulate(
+                RegulationType::SuppressWithDelete,
+                &ids(&format!("u{n}"), 2),
+            ),
         )
         .await
         .unwrap_or_else(|e| panic!("regulation {n} refused: {e}"));
@@ -346,7 +347,11 @@ pub async fn a_refused_token_latches(make: &impl RegulationFactory) {
         matches!(first, Err(RegulationError::Unauthorized { .. })),
         "the first call: {first:?}"
     );
-    assert_eq!(subject.received().len(), 1, "the first call reached Segment");
+    assert_eq!(
+        subject.received().len(),
+        1,
+        "the first call reached Segment"
+    );
     for n in 1..3 {
         let later = within("regulate after a 401", regulate()).await;
         assert!(
