@@ -5,6 +5,8 @@
 //! at its edge.
 //!
 //! - [`segment`]: `SegmentClient` over Segment's HTTP Tracking API.
+//! - [`segment_public_api`]: `RegulationClient` over Segment's Public API
+//!   (deletion and suppression of users).
 //! - [`commercetools`]: `CustomerSource` over the commercetools HTTP API.
 //! - [`file_source`]: `CustomerSource` over export files and stdin, streamed.
 //! - [`sqlite_state`]: `SyncStateStore` on SQLite.
@@ -15,6 +17,7 @@ pub mod file_source;
 pub mod postgres_state;
 mod record;
 pub mod segment;
+pub mod segment_public_api;
 pub mod sqlite_state;
 mod state_values;
 

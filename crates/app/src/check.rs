@@ -7,7 +7,9 @@ use segment_sync_domain::WriteKeyError;
 use segment_sync_ports::CheckLine;
 
 use crate::output::Stdout;
-use crate::settings::{ConfigError, ConfigErrors, Parsed, Settings, SourceSettings};
+use crate::settings::{
+    ConfigError, ConfigErrors, DeletionSettings, Parsed, Settings, SourceSettings,
+};
 use crate::wiring;
 use crate::{Exit, Failure};
 
@@ -33,8 +35,8 @@ pub async fn run(settings: &Settings, json: bool) -> Result<Exit, Failure> {
 }
 
 /// The checklist's lines, in order: the shared settings, the write key and the
-/// Segment endpoint, the commercetools token and one customer page, the state,
-/// the webhook's settings.
+/// Segment endpoint, the Public API token (only with deletion on), the
+/// commercetools token and one customer page, the state, the webhook's settings.
 pub async fn checklist(settings: &Settings) -> Vec<CheckLine> {
     let mut lines = vec![settings_line(
         "settings RUST_LOG, LOG_FORMAT, SEGMENT_SYNC_USER_ID valid",
@@ -42,6 +44,7 @@ pub async fn checklist(settings: &Settings) -> Vec<CheckLine> {
     )];
     lines.push(mapping_line(settings));
     lines.extend(segment_lines(&settings.segment).await);
+    lines.extend(deletion_lines(&settings.deletion).await);
     lines.extend(commercetools_lines(settings).await);
     lines.extend(state_lines(settings).await);
     lines.push(settings_line(
@@ -151,6 +154,21 @@ async fn segment_lines(
         )
     };
     vec![key, endpoint]
+}
+
+/// With deletion on, whether the Public API takes the token; with it off, no line.
+async fn deletion_lines(deletion: &Parsed<Option<DeletionSettings>>) -> Vec<CheckLine> {
+    const WHAT: &str =
+        "Segment deletion settings SEGMENT_DELETION, SEGMENT_PUBLIC_API_URL, SEGMENT_PUBLIC_API_TOKEN valid";
+    match deletion {
+        Ok(None) => Vec::new(),
+        Ok(Some(deletion)) => match wiring::regulations(Some(deletion)) {
+            Ok(Some(client)) => client.check.self_check().await,
+            Ok(None) => Vec::new(),
+            Err(failure) => vec![CheckLine::fail(WHAT, failure.to_string())],
+        },
+        Err(errors) => vec![settings_line(WHAT, [errors.0.as_slice()])],
+    }
 }
 
 /// Attempts per commercetools request in `check`: enough to ride out one hiccup,

@@ -9,10 +9,13 @@ use segment_sync_adapters::commercetools::HttpCustomerSource;
 use segment_sync_adapters::file_source::FileCustomerSource;
 use segment_sync_adapters::postgres_state::PostgresStateStore;
 use segment_sync_adapters::segment::{HttpSegmentClient, SegmentConfig};
+use segment_sync_adapters::segment_public_api::SegmentPublicApi;
 use segment_sync_adapters::sqlite_state::SqliteStateStore;
-use segment_sync_ports::{CustomerSource, SegmentClient, SelfCheck, StateError, SyncStateStore};
+use segment_sync_ports::{
+    CustomerSource, RegulationClient, SegmentClient, SelfCheck, StateError, SyncStateStore,
+};
 
-use crate::settings::{SourceSettings, StateLocation};
+use crate::settings::{DeletionSettings, SourceSettings, StateLocation};
 use crate::Failure;
 
 /// How long `serve`'s Segment client waits to fill a batch before sending it: each
@@ -84,4 +87,17 @@ pub fn segment(config: &SegmentConfig) -> Result<Wired<dyn SegmentClient>, Failu
     Ok(wired!(
         HttpSegmentClient::new(config.clone()).map_err(|e| Failure::Usage(e.to_string()))?,
     ))
+}
+
+/// The Public API client that creates regulations, when deletion is on (`None`
+/// while `SEGMENT_DELETION` is off). No request is made.
+pub fn regulations(
+    deletion: Option<&DeletionSettings>,
+) -> Result<Option<Wired<dyn RegulationClient>>, Failure> {
+    let Some(deletion) = deletion else {
+        return Ok(None);
+    };
+    Ok(Some(wired!(
+        SegmentPublicApi::new(deletion.public_api()).map_err(|e| Failure::Usage(e.to_string()))?
+    )))
 }

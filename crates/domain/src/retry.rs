@@ -37,6 +37,9 @@ pub enum RetryableStatuses {
     Segment,
     /// commercetools: 429, 502, 503 and 504.
     Commercetools,
+    /// Segment's Public API: 429 and 5xx except 501 and 505; any other 4xx
+    /// says the request itself is wrong.
+    SegmentPublicApi,
 }
 
 impl RetryableStatuses {
@@ -48,6 +51,9 @@ impl RetryableStatuses {
                     || ((500..=599).contains(&status) && status != 501 && status != 505)
             }
             Self::Commercetools => matches!(status, 429 | 502 | 503 | 504),
+            Self::SegmentPublicApi => {
+                status == 429 || ((500..=599).contains(&status) && status != 501 && status != 505)
+            }
         }
     }
 }
@@ -90,6 +96,19 @@ impl RetryPolicy {
             statuses: RetryableStatuses::Commercetools,
             max_attempts: 6,
             base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(300),
+            time_budget: Duration::from_secs(600),
+        }
+    }
+
+    /// Segment's Public API (regulations): 6 attempts, 500 ms doubling to 30 s,
+    /// `Retry-After` up to 300 s, 10 minutes in all.
+    pub fn segment_public_api() -> Self {
+        Self {
+            statuses: RetryableStatuses::SegmentPublicApi,
+            max_attempts: 6,
+            base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(300),
             time_budget: Duration::from_secs(600),
@@ -194,6 +213,25 @@ mod tests {
         for final_status in [400, 401, 403, 404, 500, 501] {
             assert!(!policy.is_retryable(&status(final_status)));
         }
+    }
+
+    #[test]
+    fn the_public_api_retries_rate_limits_and_server_errors_only() {
+        let policy = RetryPolicy::segment_public_api();
+        for retried in [429, 500, 502, 503, 504, 599] {
+            assert!(policy.is_retryable(&status(retried)), "{retried}");
+        }
+        for final_status in [400, 401, 403, 404, 408, 410, 422, 501, 505] {
+            assert!(
+                !policy.is_retryable(&status(final_status)),
+                "{final_status}"
+            );
+        }
+        assert!(policy.is_retryable(&AttemptFailure::Timeout));
+        assert_eq!(
+            policy.decide(6, &status(503), Duration::ZERO, 0.5),
+            RetryDecision::GiveUp
+        );
     }
 
     #[test]

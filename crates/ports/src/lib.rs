@@ -5,17 +5,24 @@
 //! - [`CustomerSource`]: reads commercetools customers, page by page or one by id.
 //! - [`SyncStateStore`]: remembers what was delivered, the high-water mark, dead
 //!   letters and run history.
+//! - [`RegulationClient`]: asks Segment to delete or suppress users (workspace
+//!   regulations of the Public API) and reads their status.
 //! - [`SelfCheck`]: an adapter describes whether it works here, for `check`.
 //!
 //! Adapters implement them; `app` holds them as `Arc<dyn Port>`. With the `mocks`
 //! feature each has a mockall mock (`MockSegmentClient`, …) for tests.
 
 mod check;
+mod regulations;
 mod segment;
 mod source;
 mod state;
 
 pub use check::{CheckLine, SelfCheck};
+pub use regulations::{
+    RegulationClient, RegulationError, RegulationType, MAX_SUBJECTS_PER_REGULATION,
+    MONTHLY_REGULATED_USERS_LIMIT,
+};
 pub use segment::{PendingOutcome, SegmentClient, SegmentError};
 pub use source::{
     CustomerPages, CustomerQuery, CustomerSource, Page, SourceCapabilities, SourceError,
@@ -27,6 +34,8 @@ pub use state::{
     StoredDeadLetter, Subject, SyncStateStore, RUN_HOLDER_PREFIX,
 };
 
+#[cfg(any(test, feature = "mocks"))]
+pub use regulations::MockRegulationClient;
 #[cfg(any(test, feature = "mocks"))]
 pub use segment::MockSegmentClient;
 #[cfg(any(test, feature = "mocks"))]

@@ -3,7 +3,9 @@
 //!
 //! - [`contract`]: one suite per port; every implementation runs its port's suite.
 //! - [`memory`]: in-memory implementations of the ports, which pass those suites.
-//! - [`fake_segment`], [`fake_commercetools`]: HTTP stand-ins on local ports (port 0).
+//! - [`fake_segment`], [`fake_commercetools`], [`fake_public_api`]: HTTP stand-ins
+//!   on local ports (port 0) for the Tracking API, commercetools and Segment's
+//!   Public API (regulations).
 //! - [`generate`]: realistic commercetools customers, deterministic and streamed.
 //! - [`customers`]: one customer shape for tests, as JSON and as the domain type.
 //! - [`child_log`]: the JSON log of a `segment-sync` child, for the address it bound.
@@ -13,6 +15,7 @@ pub mod child_log;
 pub mod contract;
 pub mod customers;
 pub mod fake_commercetools;
+pub mod fake_public_api;
 pub mod fake_segment;
 pub mod generate;
 mod http;

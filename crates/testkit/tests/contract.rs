@@ -79,3 +79,22 @@ mod segment {
 
     segment_sync_testkit::segment_client_contract!(scripted);
 }
+
+mod regulations {
+    use segment_sync_ports::RegulationError;
+    use segment_sync_testkit::contract::regulations::RegulationScript;
+    use segment_sync_testkit::memory::MemoryRegulations;
+
+    async fn scripted(script: RegulationScript) -> MemoryRegulations {
+        let client = MemoryRegulations::new();
+        match script {
+            RegulationScript::Accepting => {}
+            RegulationScript::Unauthorized => {
+                client.fail_always(Some(RegulationError::Unauthorized { status: 401 }));
+            }
+        }
+        client
+    }
+
+    segment_sync_testkit::regulation_client_contract!(scripted);
+}

@@ -336,3 +336,68 @@ async fn waiting_on_the_store_wakes_on_the_write_that_makes_it_true() {
 
     assert_eq!(waiter.await.unwrap(), fingerprint(2));
 }
+
+mod regulations {
+    use std::time::Duration;
+
+    use segment_sync_ports::{RegulationClient, RegulationError, RegulationType};
+    use segment_sync_testkit::memory::MemoryRegulations;
+
+    fn one(id: &str) -> Vec<String> {
+        vec![id.to_owned()]
+    }
+
+    #[tokio::test]
+    async fn a_failure_told_once_ends_one_call_and_is_recorded_as_reached() {
+        let client = MemoryRegulations::new();
+        let unavailable = RegulationError::Unavailable {
+            reason: "HTTP 503 after 6 attempts".to_owned(),
+        };
+        client.fail_next(unavailable.clone());
+
+        let failed = client.regulate(RegulationType::DeleteOnly, &one("a")).await;
+        let accepted = client.regulate(RegulationType::DeleteOnly, &one("b")).await;
+
+        assert_eq!(failed, Err(unavailable));
+        let id = accepted.unwrap();
+        assert_eq!(client.calls().len(), 2);
+        assert_eq!(client.regulations().len(), 1);
+        assert_eq!(client.regulated_subjects(), ["b"]);
+        assert_eq!(client.regulations()[0].id, id);
+        client.wait_for_regulations(1, Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test]
+    async fn failing_always_lasts_until_lifted() {
+        let client = MemoryRegulations::new();
+        let refused = RegulationError::Refused {
+            status: 422,
+            message: "bad".to_owned(),
+        };
+        client.fail_always(Some(refused.clone()));
+        for _ in 0..2 {
+            let ended = client
+                .regulate(RegulationType::SuppressOnly, &one("a"))
+                .await;
+            assert_eq!(ended, Err(refused.clone()));
+        }
+        client.fail_always(None);
+        assert!(client
+            .regulate(RegulationType::SuppressOnly, &one("a"))
+            .await
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_status_is_initialized_until_set() {
+        let client = MemoryRegulations::new();
+        let id = client
+            .regulate(RegulationType::SuppressWithDelete, &one("a"))
+            .await
+            .unwrap();
+        assert_eq!(client.status(&id).await.unwrap(), "INITIALIZED");
+        client.set_status(&id, "FINISHED");
+        assert_eq!(client.status(&id).await.unwrap(), "FINISHED");
+        assert_eq!(client.regulations()[0].status, "FINISHED");
+    }
+}

@@ -5,5 +5,6 @@
 mod commercetools;
 mod file_source;
 mod postgres_state;
+mod public_api;
 mod segment;
 mod sqlite_state;

@@ -28,6 +28,7 @@ use segment_sync_domain::{Mapping, UserIdStrategy, WriteKey, WriteKeyError};
 
 use crate::cli::{Command, DeadLettersCommand};
 use crate::serve::{check_auth_config, WebhookToken};
+pub use deletion::{DeletionSettings, DELETION_OFF};
 
 /// The default state database path.
 pub const DEFAULT_STATE_PATH: &str = "segment-sync.db";
@@ -371,6 +372,9 @@ pub struct Settings {
     /// `SEGMENT_SYNC_RETENTION`: how long dead letters are kept (else
     /// [`DEFAULT_RETENTION`]).
     pub retention: Parsed<Duration>,
+    /// `SEGMENT_DELETION`, `SEGMENT_PUBLIC_API_URL`, `SEGMENT_PUBLIC_API_TOKEN`:
+    /// `None` while deletion is off.
+    pub deletion: Parsed<Option<DeletionSettings>>,
 }
 
 impl Settings {
@@ -388,6 +392,7 @@ impl Settings {
             state: state(env, flags),
             webhook: webhook(env, flags),
             retention: retention(env),
+            deletion: deletion::deletion(env),
         }
     }
 
@@ -817,5 +822,6 @@ fn boolean(env: &Env, name: &'static str) -> Result<Option<bool>, ConfigError> {
         .transpose()
 }
 
+mod deletion;
 #[cfg(test)]
 mod tests;

@@ -123,3 +123,78 @@ async fn a_state_path_that_is_not_writable_is_a_cross() {
     line_starting(&text, "✗", "state database");
     assert!(text.contains("no/such/dir/state.db"), "{text}");
 }
+
+mod deletion {
+    use segment_sync_testkit::fake_public_api::{FakePublicApi, TOKEN};
+
+    use super::*;
+
+    async fn with_deletion(token: &str) -> (FakeSegment, FakeCommercetools, FakePublicApi, App) {
+        let (segment, ctp, app) = healthy().await;
+        let api = FakePublicApi::start().await;
+        let app = app
+            .env("SEGMENT_DELETION", "suppress_with_delete")
+            .env("SEGMENT_PUBLIC_API_URL", api.url())
+            .env("SEGMENT_PUBLIC_API_TOKEN", token);
+        (segment, ctp, api, app)
+    }
+
+    #[tokio::test]
+    async fn deletion_on_adds_a_tick_for_the_public_api_and_creates_nothing() {
+        let (_segment, _ctp, api, app) = with_deletion(TOKEN).await;
+        let output = app.run(&["check"]).await;
+        let text = stdout(&output);
+        assert_eq!(output.status.code(), Some(0), "{text}{}", stderr(&output));
+        line_starting(&text, "✓", "Segment Public API");
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with('✓')).count(),
+            9,
+            "{text}"
+        );
+        assert!(api.requests() >= 1, "the token was tried");
+        assert!(api.regulations().is_empty(), "check regulates nobody");
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_is_a_cross_naming_the_variable_and_never_printed() {
+        let secret = "sekrit-public-api-token";
+        let (_segment, _ctp, api, app) = with_deletion(secret).await;
+        api.refuse_token(403);
+        let output = app.run(&["check"]).await;
+        let text = stdout(&output);
+        assert_eq!(output.status.code(), Some(1), "{text}");
+        line_starting(&text, "✗", "Segment Public API");
+        assert!(text.contains("SEGMENT_PUBLIC_API_TOKEN"), "{text}");
+        assert!(text.contains("Workspace Owner"), "{text}");
+        assert!(!text.contains(secret), "the token is never printed: {text}");
+        assert!(!stderr(&output).contains(secret), "nor logged");
+    }
+
+    #[tokio::test]
+    async fn deletion_settings_errors_are_one_cross_with_every_problem() {
+        let (_segment, _ctp, app) = healthy().await;
+        let output = app
+            .env("SEGMENT_DELETION", "erase")
+            .env("SEGMENT_PUBLIC_API_URL", "http://segment.example.com")
+            .run(&["check"])
+            .await;
+        let text = stdout(&output);
+        assert_eq!(output.status.code(), Some(1), "{text}");
+        let line = line_starting(&text, "✗", "Segment deletion settings");
+        assert!(line.contains("SEGMENT_DELETION"), "{text}");
+        assert!(
+            text.contains("`erase` is not one of off, suppress_with_delete"),
+            "{text}"
+        );
+        assert!(text.contains("is plain http"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn deletion_off_adds_no_line() {
+        let (_segment, _ctp, app) = healthy().await;
+        let output = app.env("SEGMENT_DELETION", "off").run(&["check"]).await;
+        let text = stdout(&output);
+        assert_eq!(output.status.code(), Some(0), "{text}");
+        assert!(!text.contains("Public API"), "{text}");
+    }
+}

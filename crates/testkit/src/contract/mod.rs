@@ -2,7 +2,8 @@
 //! can run.
 //!
 //! One suite per port — [`state`] for [`SyncStateStore`], [`source`] for
-//! [`CustomerSource`], [`segment`] for [`SegmentClient`] — each a set of public
+//! [`CustomerSource`], [`segment`] for [`SegmentClient`], [`regulations`] for
+//! [`RegulationClient`] — each a set of public
 //! async functions, one per rule, in the manner of `object_store`'s
 //! `integration` module. Every implementation runs its port's suite from its own
 //! tests: the real adapters in `segment-sync-adapters`, the in-memory ports of
@@ -23,7 +24,9 @@
 //!      a source holding exactly the fixture's records, in pages of (about) its
 //!      page size;
 //!    - Segment client: `async fn(SegmentScript) -> impl Into<Subject<dyn SegmentClient>>`,
-//!      a client whose Segment answers as the script says.
+//!      a client whose Segment answers as the script says;
+//!    - regulation client: `async fn(RegulationScript) -> impl Into<RegulationSubject>`,
+//!      a client and the Segment it talks to, answering as the script says.
 //! 3. Instantiate the suite with one line in a test file, here for the
 //!    in-memory store:
 //!
@@ -38,8 +41,8 @@
 //! # fn main() {}
 //! ```
 //!
-//! The other two are alike: `customer_source_contract!(factory)` and
-//! `segment_client_contract!(factory)`. The adapters' instantiations
+//! The others are alike: `customer_source_contract!(factory)`,
+//! `segment_client_contract!(factory)` and `regulation_client_contract!(factory)`. The adapters' instantiations
 //! (`crates/adapters/tests/contracts`) show factories that keep a temporary
 //! directory or a fake server alive; `crates/testkit/tests/contract.rs` those of
 //! the in-memory ports.
@@ -55,7 +58,9 @@
 //! [`SyncStateStore`]: segment_sync_ports::SyncStateStore
 //! [`CustomerSource`]: segment_sync_ports::CustomerSource
 //! [`SegmentClient`]: segment_sync_ports::SegmentClient
+//! [`RegulationClient`]: segment_sync_ports::RegulationClient
 
+pub mod regulations;
 pub mod segment;
 pub mod source;
 pub mod state;
@@ -65,7 +70,7 @@ use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use segment_sync_ports::{CustomerSource, SegmentClient, SyncStateStore};
+use segment_sync_ports::{CustomerSource, RegulationClient, SegmentClient, SyncStateStore};
 
 use crate::DEADLINE;
 
@@ -135,6 +140,12 @@ impl<S: CustomerSource + 'static> From<S> for Subject<dyn CustomerSource> {
 }
 
 impl<S: SegmentClient + 'static> From<S> for Subject<dyn SegmentClient> {
+    fn from(client: S) -> Self {
+        Self::new(Arc::new(client))
+    }
+}
+
+impl<S: RegulationClient + 'static> From<S> for Subject<dyn RegulationClient> {
     fn from(client: S) -> Self {
         Self::new(Arc::new(client))
     }

@@ -11,7 +11,9 @@
 //!   switch and a log of lookups and walks;
 //! - [`MemorySegment`]: a [`SegmentClient`](segment_sync_ports::SegmentClient)
 //!   that records every message and answers by a script of [`SegmentBehaviour`]s
-//!   (deliver, fail, reject, refuse, held by a [`Gate`], late, 401).
+//!   (deliver, fail, reject, refuse, held by a [`Gate`], late, 401);
+//! - [`MemoryRegulations`]: a [`RegulationClient`](segment_sync_ports::RegulationClient)
+//!   that records every regulation, serves a settable status and can be told to fail.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -38,10 +40,12 @@
 //! # }
 //! ```
 
+mod regulations;
 mod segment;
 mod source;
 mod state;
 
+pub use regulations::{MemoryRegulation, MemoryRegulations};
 pub use segment::{Gate, MemorySegment, SegmentBehaviour};
 pub use source::{MemorySource, DEFAULT_PAGE_SIZE};
 pub use state::{MemoryStateStore, StateSnapshot};
