@@ -6,6 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod output;
 pub mod pipeline;
+pub mod privacy;
 pub mod serve;
 pub mod service;
 pub mod settings;
