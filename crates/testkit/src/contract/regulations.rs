@@ -24,8 +24,7 @@
 //! # fn main() {}
 //! ```
 //!
-//! A client over HTTP starts the fake Public API
-//! ([`FakePublicApi`](crate::fake_public_api::FakePublicApi), itself a
+//! A client over HTTP starts the fake Public API ([`FakePublicApi`], itself a
 //! [`RegulationService`]), points the client at it, and hands both to
 //! [`RegulationSubject::new`].
 
