@@ -1,0 +1,1 @@
+//! The deployment examples name only real settings and routes.
