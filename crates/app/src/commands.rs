@@ -278,6 +278,7 @@ pub async fn runs(args: &RunsArgs, settings: &Settings) -> Result<Exit, Failure>
         .map_err(fatal)?;
     let mut out = Stdout::default();
     if args.json {
+        let runs: Vec<RunView<'_>> = runs.iter().map(RunView::from).collect();
         out.json_pretty(&runs)?;
     } else if runs.is_empty() {
         out.line("no runs yet")?;
@@ -290,17 +291,45 @@ pub async fn runs(args: &RunsArgs, settings: &Settings) -> Result<Exit, Failure>
     Ok(Exit::Success)
 }
 
-/// One line of `runs`: id, kind, start, status, how long it took, the counts.
-fn describe_run(run: &RunRecord) -> String {
-    let c = run.counts;
-    let took = run
-        .finished_at
+/// A run as `runs --json` shows it: the record and how long it took.
+#[derive(serde::Serialize)]
+struct RunView<'a> {
+    #[serde(flatten)]
+    run: &'a RunRecord,
+    /// Absent while it runs.
+    duration_ms: Option<u64>,
+}
+
+impl<'a> From<&'a RunRecord> for RunView<'a> {
+    fn from(run: &'a RunRecord) -> Self {
+        Self {
+            run,
+            duration_ms: run_seconds(run).map(|s| (s * 1_000.0).round() as u64),
+        }
+    }
+}
+
+/// How long a finished run took.
+fn run_seconds(run: &RunRecord) -> Option<f64> {
+    run.finished_at
         .as_deref()
         .and_then(|finished| seconds_between(&run.started_at, finished))
+}
+
+/// One line of `runs`: id, kind, source, start, status, how long it took, the
+/// counts — what `runs --json` shows, in the same words.
+fn describe_run(run: &RunRecord) -> String {
+    let c = run.counts;
+    let took = run_seconds(run)
         .map(|s| format!(" took={s:.1}s"))
         .unwrap_or_default();
+    let source = run
+        .source
+        .as_deref()
+        .map(|source| format!(" from {source}"))
+        .unwrap_or_default();
     format!(
-        "#{} {} {} {}{took} read={} sent={} unchanged={} skipped={} rejected={} failed={}{}",
+        "#{} {}{source} {} {}{took} read={} sent={} unchanged={} skipped={} rejected={} failed={}{}",
         run.id,
         run.kind,
         run.started_at,

@@ -25,7 +25,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt};
 
-use splitter::{Cut, Piece, Splitter};
+use splitter::{Cut, Piece, Position, Splitter};
 
 /// Records per page, as the API source hands them out.
 pub const DEFAULT_PAGE_SIZE: usize = 500;
@@ -335,13 +335,34 @@ impl CustomerPages for FilePages {
     }
 }
 
+/// A parse error with the file's line and column, not the record's: a record
+/// of an array may start anywhere in the file and span many lines.
+fn located_in_the_file(error: &serde_json::Error, position: Position) -> String {
+    let text = error.to_string();
+    if error.line() == 0 {
+        return text;
+    }
+    let what = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(what, _)| what);
+    let (line, column) = position.start();
+    let in_file_line = line + error.line() as u64 - 1;
+    let in_file_column = if error.line() == 1 {
+        column + error.column() as u64 - 1
+    } else {
+        error.column() as u64
+    };
+    format!("{what} at line {in_file_line} column {in_file_column}")
+}
+
 fn to_record(piece: Piece<'_>) -> SourceRecord {
     let (position, parsed, text) = match piece {
         Piece::Record { position, bytes } => {
             // One UTF-8 check for the record instead of one per string inside it.
             let text = std::str::from_utf8(bytes).ok();
             let parsed = match text {
-                Some(text) => serde_json::from_str::<Customer>(text).map_err(|e| e.to_string()),
+                Some(text) => serde_json::from_str::<Customer>(text)
+                    .map_err(|e| located_in_the_file(&e, position)),
                 None => Err("not UTF-8".to_owned()),
             };
             (position, parsed, text)

@@ -132,7 +132,7 @@ async fn dead_letters_list_json_shows_payloads_as_objects_and_kinds_in_lowercase
 }
 
 #[tokio::test]
-async fn runs_show_the_same_status_words_as_their_json_and_how_long_they_took() {
+async fn runs_show_their_source_status_words_duration_and_counts_in_text_as_in_json() {
     let segment = FakeSegment::start(SegmentMode::Accept).await;
     let app = App::new().with_fakes(&segment, None);
     let input = app.write_file("in.ndjson", &ndjson(&[numbered_json(1)]));
@@ -141,8 +141,17 @@ async fn runs_show_the_same_status_words_as_their_json_and_how_long_they_took() 
 
     let json: Value = serde_json::from_str(&stdout(&app.run(&["runs", "--json"]).await)).unwrap();
     assert_eq!(json[0]["status"], "succeeded");
+    let source = format!("file {}", input.display());
+    assert_eq!(json[0]["source"], source.as_str());
+    assert!(json[0]["duration_ms"].is_u64(), "{json}");
+    assert_eq!(json[0]["counts"]["sent"], 1);
     let text = stdout(&app.run(&["runs"]).await);
+    assert!(
+        text.starts_with(&format!("#1 sync from {source} ")),
+        "{text}"
+    );
     assert!(text.contains(" succeeded took="), "{text}");
+    assert!(text.contains(" read=1 sent=1 "), "{text}");
 }
 
 #[tokio::test]
