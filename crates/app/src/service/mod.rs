@@ -134,6 +134,9 @@ pub enum Decision {
         customer_id: String,
         /// Why, as the contract names it.
         error: DeliveryError,
+        /// Why, in full, as its dead letter says it (a malformed record's
+        /// position and fault).
+        reason: String,
     },
 }
 
@@ -389,8 +392,13 @@ impl SyncService {
                 },
                 Classified::Rejected { error, letter } => {
                     let customer_id = letter.customer_id.clone();
+                    let reason = letter.reason.clone();
                     letters.push(letter);
-                    Decision::Rejected { customer_id, error }
+                    Decision::Rejected {
+                        customer_id,
+                        error,
+                        reason,
+                    }
                 }
             });
         }

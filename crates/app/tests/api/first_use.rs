@@ -271,3 +271,120 @@ async fn each_customer_not_sent_is_logged_by_id_and_reason_up_to_a_limit() {
         "no email in the logs"
     );
 }
+
+#[tokio::test]
+async fn since_with_input_keeps_only_later_customers_and_the_log_says_which() {
+    let segment = FakeSegment::start(SegmentMode::Accept).await;
+    let app = App::new()
+        .with_fakes(&segment, None)
+        .env("RUST_LOG", "info");
+    let mut customers: Vec<Value> = (0..3).map(numbered_json).collect();
+    customers[1]["lastModifiedAt"] = "2024-06-01T00:00:00.000Z".into();
+    let input = app.write_file("in.ndjson", &ndjson(&customers));
+    let output = app
+        .run(&[
+            "sync",
+            "--input",
+            input.to_str().unwrap(),
+            "--since",
+            "2024-05-15T00:00:00Z",
+            "--json",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(summary(&output)["read"], 1);
+    assert_eq!(segment.message_count(), 1);
+    let starting = log_lines(&stderr(&output), "sync starting");
+    assert_eq!(
+        starting[0]["query"], "changed since 2024-05-15T00:00:00Z",
+        "the filter is said, not silent"
+    );
+}
+
+/// Whether a logged value reads like Rust's debug formatting rather than a plain
+/// value: `Some(2)`, `None`, `ChangedSince(…)`, a quoted string.
+fn looks_like_debug(value: &Value) -> bool {
+    let Some(text) = value.as_str() else {
+        return false;
+    };
+    let variant = text.split_once('(').is_some_and(|(head, _)| {
+        !head.is_empty()
+            && head.chars().all(char::is_alphanumeric)
+            && head.starts_with(char::is_uppercase)
+    });
+    variant || text == "None" || text.starts_with('"')
+}
+
+#[tokio::test]
+async fn log_fields_are_plain_values_and_a_malformed_array_element_is_named_by_its_line() {
+    let segment = FakeSegment::start(SegmentMode::Down).await;
+    let app = App::new()
+        .with_fakes(&segment, None)
+        .env("SEGMENT_MAX_ATTEMPTS", "2")
+        .env(
+            "RUST_LOG",
+            "segment_sync=debug,segment_sync_adapters=debug,warn",
+        );
+    let mut bad = numbered_json(1);
+    bad["addresses"] = "not a list".into();
+    let export = format!(
+        "[\n{},\n{},\n{}\n]\n",
+        serde_json::to_string_pretty(&numbered_json(0)).unwrap(),
+        serde_json::to_string_pretty(&bad).unwrap(),
+        serde_json::to_string_pretty(&without_email(numbered_json(2))).unwrap(),
+    );
+    // `[` is line 1; the bad customer starts on the line after the first one's.
+    let first_lines = serde_json::to_string_pretty(&numbered_json(0))
+        .unwrap()
+        .lines()
+        .count();
+    let bad_starts_on = 2 + first_lines;
+    let fault_on = 1 + export
+        .lines()
+        .position(|l| l.contains("not a list"))
+        .expect("the fault is in the export");
+    let input = app.write_file("in.json", &export);
+    let output = app.run(&["sync", "--input", input.to_str().unwrap()]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+
+    let lines: Vec<Value> = err
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(lines.len() > 5, "{err}");
+    for line in &lines {
+        for (field, value) in line.as_object().unwrap() {
+            assert!(
+                !looks_like_debug(value),
+                "{field} is debug-formatted in {line}"
+            );
+        }
+    }
+    let rejected = log_lines(&err, "customer rejected; it is in the dead letters");
+    let reason = rejected[0]["reason"].as_str().unwrap();
+    for expected in [
+        format!("Invalid payload at line {bad_starts_on} (array index 1): "),
+        format!(" at line {fault_on} column "),
+    ] {
+        assert!(reason.contains(&expected), "{reason} names {expected}");
+    }
+}
+
+#[tokio::test]
+async fn pretty_logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let segment = FakeSegment::start(SegmentMode::Accept).await;
+    let app = App::new()
+        .with_fakes(&segment, None)
+        .env("LOG_FORMAT", "pretty")
+        .env("RUST_LOG", "info");
+    let input = app.write_file("in.ndjson", &ndjson(&[numbered_json(1)]));
+    let output = app.run(&["sync", "--input", input.to_str().unwrap()]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(
+        err.contains("INFO") && err.contains("sync starting"),
+        "{err}"
+    );
+    assert!(!err.contains('\u{1b}'), "colour codes in {err:?}");
+}

@@ -342,7 +342,12 @@ async fn an_interrupted_sync_records_what_was_in_flight_and_exits_130() {
     let ctp = FakeCommercetools::start(customers).await;
     let app = App::new().with_fakes(&segment, Some(&ctp));
 
-    let child = app.command(&["sync", "--json"]).spawn().unwrap();
+    let child = app
+        .command(&["sync", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     segment
         .wait_for_messages(5_000, Duration::from_secs(120))
         .await;
@@ -362,6 +367,22 @@ async fn an_interrupted_sync_records_what_was_in_flight_and_exits_130() {
     );
     let acknowledged = segment.deliveries_by_user().len();
     assert!(acknowledged < 50_000, "interrupted before the end");
+    let said: Vec<Value> = stderr(&output)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("sync interrupted"))
+        })
+        .collect();
+    assert_eq!(said.len(), 1, "stderr: {}", stderr(&output));
+    assert_eq!(said[0]["signal"], "SIGINT");
+    assert!(
+        !said[0]["target"].as_str().unwrap().contains("serve"),
+        "logged under the sync: {}",
+        said[0]
+    );
 
     let store =
         segment_sync_adapters::sqlite_state::SqliteStateStore::open(&app.state_path()).unwrap();
