@@ -30,6 +30,7 @@ use crate::service::SyncService;
 
 pub use self::auth::{WebhookToken, WebhookTokenError};
 pub use self::metrics::install_metrics;
+pub(crate) use self::metrics::SEGMENT_MESSAGES;
 
 /// Where commercetools (or the queue in front of it) posts its messages.
 pub const WEBHOOK_PATH: &str = "/webhooks/commercetools";

@@ -391,6 +391,10 @@ impl SyncService {
                     reason,
                 },
                 Classified::Rejected { error, letter } => {
+                    // Never sent, so the Segment adapter does not count it: a
+                    // message's final outcome is counted once, here.
+                    metrics::counter!(crate::serve::SEGMENT_MESSAGES, "outcome" => "rejected")
+                        .increment(1);
                     let customer_id = letter.customer_id.clone();
                     let reason = letter.reason.clone();
                     letters.push(letter);

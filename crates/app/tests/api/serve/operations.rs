@@ -46,6 +46,25 @@ async fn metrics_count_requests_by_outcome() {
 }
 
 #[tokio::test]
+async fn a_message_rejected_before_sending_counts_as_a_rejected_segment_message() {
+    let app = TestApp::new();
+    let series = "segment_messages_total{outcome=\"rejected\"}";
+    let before = String::from_utf8(app.get("/metrics").await.body.to_vec()).unwrap();
+    let mut big = ada();
+    big["custom"] = json!({"type": {"typeId": "type", "id": "t"},
+                           "fields": {"notes": "x".repeat(40 * 1024)}});
+
+    let response = app.post_json(&customer_created(&big)).await;
+
+    assert_eq!(response.json()["status"], "rejected");
+    let after = String::from_utf8(app.get("/metrics").await.body.to_vec()).unwrap();
+    assert!(
+        sample(&after, series) >= sample(&before, series) + 1.0,
+        "{series} moved:\n{after}"
+    );
+}
+
+#[tokio::test]
 async fn healthz_is_ok_and_readyz_follows_the_state_store() {
     let app = TestApp::new();
 
