@@ -6,11 +6,13 @@ use std::time::Instant;
 
 use segment_sync_domain::identify::IdentifyRules;
 use segment_sync_domain::sync::{DeadLetter, RunCounts, RunRecord, RunStatus};
-use segment_sync_ports::{CustomerQuery, CustomerSource, RunStart, Settlement, StateError};
+use segment_sync_ports::{
+    CustomerQuery, CustomerSource, RunStart, Settlement, StateError, SyncStateStore,
+};
 use tokio::sync::watch;
 
 use crate::cli::{RunsArgs, ServeArgs, SyncArgs};
-use crate::output::{summary, Mode, Progress, RulesNote, Stdout};
+use crate::output::{summary, Extent, Mode, Progress, RulesNote, Stdout};
 use crate::pipeline::{
     self, Abort, LiveCounts, Ports, Report, Request, SyncOptions, DRAIN_TIMEOUT,
 };
@@ -36,10 +38,15 @@ pub async fn sync(args: &SyncArgs, settings: &Settings) -> Result<Exit, Failure>
         &settings.source,
         &settings.state,
     ))?;
-    let source = wiring::source(source_settings)?.port;
+    let (source, extent) = wiring::source_and_extent(source_settings)?;
+    let source = source.port;
     let ports = Ports {
         state: wiring::state(state).await?.port,
         segment: wiring::segment(segment)?.port,
+    };
+    let extent = match (extent, source_settings) {
+        (Extent::Unknown, SourceSettings::Api(_)) => api_extent(ports.state.as_ref(), args).await,
+        (extent, _) => extent,
     };
     let service = SyncService::new(
         Arc::clone(&ports.segment),
@@ -55,7 +62,7 @@ pub async fn sync(args: &SyncArgs, settings: &Settings) -> Result<Exit, Failure>
         drain_timeout: DRAIN_TIMEOUT,
     };
     let live = Arc::new(LiveCounts::default());
-    let progress = Progress::start(Arc::clone(&live));
+    let progress = Progress::start(Arc::clone(&live), extent);
     let clock = Instant::now();
     let report = pipeline::sync(
         source.as_ref(),
@@ -68,6 +75,39 @@ pub async fn sync(args: &SyncArgs, settings: &Settings) -> Result<Exit, Failure>
     .await;
     progress.finish();
     conclude(report, clock, args.json)
+}
+
+/// How many customers a run of the API is likely to read: as many as the most
+/// that a recent successful run of the API read, when this run reads every
+/// customer (`--full`, or a first run); unknown for an incremental run, which
+/// reads only what changed. The state's failure here only costs the bar its total.
+async fn api_extent(state: &dyn SyncStateStore, args: &SyncArgs) -> Extent {
+    let reads_all =
+        args.since.is_none() && (args.full || matches!(state.high_water_mark().await, Ok(None)));
+    if !reads_all {
+        return Extent::Unknown;
+    }
+    let runs = state.runs(RECENT_RUNS).await.unwrap_or_default();
+    expected_customers(&runs).map_or(Extent::Unknown, |expected| Extent::Customers { expected })
+}
+
+/// How many runs back [`api_extent`] looks.
+const RECENT_RUNS: usize = 20;
+
+/// The most customers a sync of the API that ran to its end read among `runs`.
+fn expected_customers(runs: &[RunRecord]) -> Option<u64> {
+    runs.iter()
+        .filter(|run| {
+            run.kind == "sync"
+                && matches!(
+                    run.status,
+                    RunStatus::Succeeded | RunStatus::CompletedWithErrors
+                )
+                && run.source.as_deref() == Some("api")
+        })
+        .map(|run| run.counts.read)
+        .filter(|&read| read > 0)
+        .max()
 }
 
 /// `segment-sync dead-letters replay`.
@@ -477,4 +517,75 @@ pub async fn state_copy(from: &str, to: &str) -> Result<Exit, Failure> {
     ))?;
     out.flush()?;
     Ok(Exit::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+    use segment_sync_testkit::memory::MemoryStateStore;
+
+    fn sync_args(args: &[&str]) -> SyncArgs {
+        let mut all = vec!["segment-sync", "sync"];
+        all.extend_from_slice(args);
+        match crate::cli::Cli::try_parse_from(all).unwrap().command {
+            crate::cli::Command::Sync(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    async fn run(state: &MemoryStateStore, source: &str, status: RunStatus, read: u64) {
+        let lease = state
+            .begin_run(RunStart {
+                kind: "sync".to_owned(),
+                started_at: time::OffsetDateTime::now_utc(),
+                source: Some(source.to_owned()),
+                holder: "test".to_owned(),
+            })
+            .await
+            .unwrap();
+        let counts = RunCounts {
+            read,
+            ..RunCounts::default()
+        };
+        state
+            .finish_run(lease.id(), status, counts, None)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_whole_read_of_the_api_expects_what_the_biggest_recent_api_run_read() {
+        let state = MemoryStateStore::new();
+        assert!(matches!(
+            api_extent(&state, &sync_args(&["--full"])).await,
+            Extent::Unknown
+        ));
+        run(&state, "api", RunStatus::Succeeded, 1_000).await;
+        run(&state, "api", RunStatus::Succeeded, 12).await;
+        run(&state, "api", RunStatus::Aborted, 5_000).await;
+        run(&state, "file big.ndjson", RunStatus::Succeeded, 9_000).await;
+
+        assert!(matches!(
+            api_extent(&state, &sync_args(&["--full"])).await,
+            Extent::Customers { expected: 1_000 }
+        ));
+        // No mark yet: the run reads every customer.
+        assert!(matches!(
+            api_extent(&state, &sync_args(&[])).await,
+            Extent::Customers { expected: 1_000 }
+        ));
+        state
+            .set_high_water_mark(time::OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        assert!(
+            matches!(api_extent(&state, &sync_args(&[])).await, Extent::Unknown),
+            "an incremental run reads only what changed"
+        );
+        assert!(matches!(
+            api_extent(&state, &sync_args(&["--since", "2024-05-01T00:00:00Z"])).await,
+            Extent::Unknown
+        ));
+    }
 }

@@ -12,6 +12,7 @@ use segment_sync_adapters::segment::{HttpSegmentClient, SegmentConfig};
 use segment_sync_adapters::sqlite_state::SqliteStateStore;
 use segment_sync_ports::{CustomerSource, SegmentClient, SelfCheck, StateError, SyncStateStore};
 
+use crate::output::Extent;
 use crate::settings::{SourceSettings, StateLocation};
 use crate::Failure;
 
@@ -41,13 +42,33 @@ macro_rules! wired {
 
 /// The customer source the settings choose.
 pub fn source(settings: &SourceSettings) -> Result<Wired<dyn CustomerSource>, Failure> {
+    source_and_extent(settings).map(|(wired, _)| wired)
+}
+
+/// The customer source the settings choose, and how far a walk of it has gone:
+/// the bytes read of an export file against its size; unknown for the API (its
+/// total comes from the run history) and for stdin.
+pub fn source_and_extent(
+    settings: &SourceSettings,
+) -> Result<(Wired<dyn CustomerSource>, Extent), Failure> {
     Ok(match settings {
-        SourceSettings::Api(config) => {
+        SourceSettings::Api(config) => (
             wired!(HttpCustomerSource::new(config.as_ref().clone())
-                .map_err(|e| Failure::Usage(e.to_string()))?,)
+                .map_err(|e| Failure::Usage(e.to_string()))?,),
+            Extent::Unknown,
+        ),
+        SourceSettings::File(path) => {
+            let file = FileCustomerSource::from_path(path);
+            let extent = match file.stored_size() {
+                Some(total) => Extent::Bytes {
+                    read: file.bytes_read(),
+                    total,
+                },
+                None => Extent::Unknown,
+            };
+            (wired!(file), extent)
         }
-        SourceSettings::File(path) => wired!(FileCustomerSource::from_path(path)),
-        SourceSettings::Stdin => wired!(FileCustomerSource::stdin()),
+        SourceSettings::Stdin => (wired!(FileCustomerSource::stdin()), Extent::Unknown),
     })
 }
 

@@ -164,6 +164,34 @@ async fn a_gzipped_export_is_read_whatever_its_name() {
 }
 
 #[tokio::test]
+async fn a_walk_counts_the_stored_bytes_it_read_against_the_stored_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = std::fs::read(fixture("customers.ndjson")).unwrap();
+    let gz = dir.path().join("customers.ndjson.gz");
+    std::fs::write(&gz, gzipped(&plain)).unwrap();
+    for path in [fixture("customers.ndjson"), gz] {
+        let source = FileCustomerSource::from_path(&path);
+        let size = source.stored_size().expect("a file has a size");
+        assert_eq!(size, std::fs::metadata(&path).unwrap().len());
+        let read = source.bytes_read();
+        let mut pages = source.customers(CustomerQuery::All).await.unwrap();
+        assert!(read.load(std::sync::atomic::Ordering::Relaxed) <= size);
+        while pages.next_page().await.unwrap().is_some() {}
+        assert_eq!(
+            read.load(std::sync::atomic::Ordering::Relaxed),
+            size,
+            "{} read whole, as stored",
+            path.display()
+        );
+    }
+    assert_eq!(FileCustomerSource::stdin().stored_size(), None);
+    assert_eq!(
+        FileCustomerSource::from_path(dir.path()).stored_size(),
+        None
+    );
+}
+
+#[tokio::test]
 async fn a_dash_reads_standard_input() {
     let shown = format!("{:?}", FileCustomerSource::from_input("-"));
     assert!(shown.contains("standard input"), "{shown}");
