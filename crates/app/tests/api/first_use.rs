@@ -388,3 +388,27 @@ async fn pretty_logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
     );
     assert!(!err.contains('\u{1b}'), "colour codes in {err:?}");
 }
+
+#[tokio::test]
+async fn a_dead_letters_attempts_count_the_runs_that_failed_it_not_the_requests() {
+    let segment = FakeSegment::start(SegmentMode::Down).await;
+    let app = App::new()
+        .with_fakes(&segment, None)
+        .env("SEGMENT_MAX_ATTEMPTS", "3");
+    let input = app.write_file("in.ndjson", &ndjson(&[numbered_json(1)]));
+    let attempts = |output: std::process::Output| -> Value {
+        let letters: Value = serde_json::from_str(&stdout(&output)).unwrap();
+        letters[0]["attempts"].clone()
+    };
+
+    let first = app.run(&["sync", "--input", input.to_str().unwrap()]).await;
+    assert_eq!(first.status.code(), Some(1), "{}", stderr(&first));
+    assert!(segment.requests() >= 3, "three requests in the run");
+    let listed = app.run(&["dead-letters", "list", "--json"]).await;
+    assert_eq!(attempts(listed), 1, "one run, whatever its requests");
+
+    let second = app.run(&["sync", "--input", input.to_str().unwrap()]).await;
+    assert_eq!(second.status.code(), Some(1), "{}", stderr(&second));
+    let listed = app.run(&["dead-letters", "list", "--json"]).await;
+    assert_eq!(attempts(listed), 2);
+}
