@@ -109,8 +109,8 @@ Exit codes:
 /// Where the state is.
 #[derive(Debug, Clone, Args)]
 pub struct StateArg {
-    /// Path of the SQLite state database [env: SEGMENT_SYNC_STATE] [default: segment-sync.db]
-    #[arg(long, value_name = "PATH")]
+    /// The state: a SQLite file path, or a postgres:// URL shared by replicas [env: SEGMENT_SYNC_STATE] [default: segment-sync.db]
+    #[arg(long, value_name = "PATH|URL")]
     pub state: Option<String>,
 }
 
@@ -227,6 +227,7 @@ fn parse_rfc3339(value: &str) -> Result<time::OffsetDateTime, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Exit;
     use clap::CommandFactory;
 
     #[test]
@@ -247,6 +248,35 @@ mod tests {
                 SYNC_HELP.contains(name) || SERVE_HELP.contains(name),
                 "{name} is read but no command's --help names it"
             );
+        }
+    }
+
+    #[test]
+    fn the_help_names_every_route_and_every_exit_code() {
+        for route in [
+            crate::serve::WEBHOOK_PATH,
+            "/healthz",
+            "/readyz",
+            "/metrics",
+        ] {
+            assert!(SERVE_HELP.contains(route), "serve --help lacks {route}");
+        }
+        for code in [
+            Exit::Success,
+            Exit::Partial,
+            Exit::Usage,
+            Exit::Fatal,
+            Exit::Interrupted,
+        ] {
+            let line = format!("\n  {:<4} ", code as i32);
+            assert!(
+                SYNC_HELP.contains(&line),
+                "sync --help lacks exit {}",
+                code as i32
+            );
+        }
+        for help in [SERVE_HELP, STATE_HELP, CHECK_HELP] {
+            assert!(help.contains("Exit codes:\n  0 "), "{help}");
         }
     }
 
