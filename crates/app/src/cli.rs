@@ -280,6 +280,62 @@ mod tests {
         }
     }
 
+    /// The `--long` flags of each command in configuration.md's synopsis,
+    /// keyed by the command's words (`dead-letters list`).
+    fn documented_flags() -> std::collections::BTreeMap<String, Vec<String>> {
+        include_str!("../../../docs/configuration.md")
+            .lines()
+            .filter_map(|line| line.strip_prefix("segment-sync "))
+            .map(|rest| {
+                let words: Vec<&str> = rest.split_whitespace().collect();
+                let command = words
+                    .iter()
+                    .take_while(|w| !w.starts_with(['[', '-']))
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let mut flags: Vec<String> = words
+                    .iter()
+                    .filter_map(|w| w.trim_start_matches('[').strip_prefix("--"))
+                    .map(|f| f.trim_end_matches(']').to_owned())
+                    .collect();
+                flags.sort();
+                (command, flags)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn configuration_md_shows_every_command_with_exactly_its_flags() {
+        let documented = documented_flags();
+        let cli = Cli::command();
+        let mut commands = Vec::new();
+        for command in cli.get_subcommands() {
+            let subcommands: Vec<&clap::Command> = command.get_subcommands().collect();
+            if subcommands.is_empty() {
+                commands.push((command.get_name().to_owned(), command));
+            } else {
+                for sub in subcommands {
+                    commands.push((format!("{} {}", command.get_name(), sub.get_name()), sub));
+                }
+            }
+        }
+        for (name, command) in &commands {
+            let mut flags: Vec<String> = command
+                .get_arguments()
+                .filter_map(|a| a.get_long().map(str::to_owned))
+                .filter(|long| long != "help")
+                .collect();
+            flags.sort();
+            assert_eq!(
+                documented.get(name),
+                Some(&flags),
+                "docs/configuration.md's synopsis of `segment-sync {name}`"
+            );
+        }
+        assert_eq!(documented.len(), commands.len(), "{documented:?}");
+    }
+
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();

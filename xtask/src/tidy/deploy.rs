@@ -185,37 +185,73 @@ fn the_deployment_examples_set_only_real_variables_and_probe_real_routes() {
     }
 }
 
+/// The commands `text` runs: `segment-sync …` at the start of a line, after
+/// `bin/` or in backticks (not in prose), as one or two words (`dead-letters
+/// list`), and the first of a container's `args: ["serve"]`.
+fn commands_run_in(text: &str) -> Vec<String> {
+    let word = |w: &&str| {
+        w.starts_with(|c: char| c.is_ascii_lowercase())
+            && w.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+    };
+    text.match_indices("segment-sync ")
+        .filter(|(at, _)| {
+            let before = text[..*at].trim_end_matches([' ', '\t']);
+            before.is_empty() || before.ends_with(['\n', '`']) || before.ends_with("bin/")
+        })
+        .map(|(at, found)| {
+            text[at + found.len()..]
+                .split_whitespace()
+                .map(|w| w.trim_end_matches(['`', ':', ',', '.', ')', ';']))
+                .take(2)
+                .take_while(word)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|command| !command.is_empty())
+        .chain(
+            text.split("args: [\"")
+                .skip(1)
+                .filter_map(|rest| rest.split_once('"').map(|(word, _)| word.to_owned())),
+        )
+        .collect()
+}
+
+/// Whether `run` (one or two words) starts with a real command: `sync`, or
+/// `dead-letters list` but not `dead-letters lists`.
+fn is_a_command(run: &str, commands: &BTreeSet<String>) -> bool {
+    let first = run.split(' ').next().unwrap_or_default();
+    let has_subcommands = commands.iter().any(|c| c.starts_with(&format!("{first} ")));
+    if has_subcommands {
+        commands.contains(run)
+    } else {
+        commands.contains(first)
+    }
+}
+
 #[test]
-fn the_deployment_examples_run_only_real_commands() {
+fn the_docs_and_the_deployment_examples_run_only_real_commands() {
     let commands = commands();
     assert!(commands.contains("sync") && commands.contains("dead-letters list"));
-    for (name, text) in deployment_texts() {
-        // `segment-sync sync` at the start of a line, after `bin/` or in
-        // backticks (not in prose), and `args: ["serve"]`.
-        let invoked = text
-            .match_indices("segment-sync ")
-            .filter(|(at, _)| {
-                let before = text[..*at].trim_end_matches([' ', '\t']);
-                before.is_empty() || before.ends_with(['\n', '`']) || before.ends_with("bin/")
-            })
-            .filter_map(|(at, found)| text[at + found.len()..].split_whitespace().next())
-            .filter(|word| word.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
-            .filter(|word| !word.is_empty())
-            .map(str::to_owned)
-            .chain(
-                text.split("args: [\"")
-                    .skip(1)
-                    .filter_map(|rest| rest.split_once('"').map(|(word, _)| word.to_owned())),
-            );
-        for command in invoked {
+    let root = workspace_root();
+    let mut texts = deployment_texts();
+    let mut docs = vec![root.join("README.md")];
+    files(&root.join("docs"), &mut docs);
+    texts.extend(
+        docs.iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "md"))
+            .map(|p| (p.display().to_string(), read(p))),
+    );
+    let mut seen = BTreeSet::new();
+    for (name, text) in texts {
+        for run in commands_run_in(&text) {
             assert!(
-                commands
-                    .iter()
-                    .any(|c| c.split(' ').next() == Some(&command)),
-                "{name} runs `segment-sync {command}`, which is not a command ({commands:?})"
+                is_a_command(&run, &commands),
+                "{name} runs `segment-sync {run}`, which is not a command ({commands:?})"
             );
+            seen.insert(run);
         }
     }
+    assert!(seen.len() >= 8, "the docs run {seen:?}");
 }
 
 #[test]
@@ -257,5 +293,14 @@ fn the_checks_catch_a_wrong_variable_route_and_command() {
     );
     assert!(!settings_variables().contains("SEGMENT_SYNC_DB"));
     assert!(!routes().contains("/health"));
-    assert!(!commands().contains("webhook"));
+    let commands = commands();
+    assert_eq!(
+        commands_run_in(
+            "`segment-sync dead-letters lists`\nsegment-sync webhook --x\n  args: [\"sync\"]"
+        ),
+        ["dead-letters lists", "webhook", "sync"]
+    );
+    assert!(!is_a_command("dead-letters lists", &commands));
+    assert!(!is_a_command("webhook", &commands));
+    assert!(is_a_command("sync --full", &commands) || is_a_command("sync", &commands));
 }
