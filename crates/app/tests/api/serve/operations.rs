@@ -6,6 +6,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use segment_sync::serve::{serve, ServeOptions};
+use segment_sync_domain::DeliveryError;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -46,7 +47,7 @@ async fn metrics_count_requests_by_outcome() {
 }
 
 #[tokio::test]
-async fn a_message_rejected_before_sending_counts_as_a_rejected_segment_message() {
+async fn a_message_rejected_without_sending_counts_as_a_rejected_segment_message() {
     let app = TestApp::new();
     let series = "segment_messages_total{outcome=\"rejected\"}";
     let before = String::from_utf8(app.get("/metrics").await.body.to_vec()).unwrap();
@@ -61,6 +62,22 @@ async fn a_message_rejected_before_sending_counts_as_a_rejected_segment_message(
     assert!(
         sample(&after, series) >= sample(&before, series) + 1.0,
         "{series} moved:\n{after}"
+    );
+
+    // Content Segment refused before is answered rejected again, unsent: counted.
+    app.segment
+        .behave(SegmentBehaviour::Reject(DeliveryError::BadRequest {
+            detail: None,
+        }));
+    let body = customer_created(&ada());
+    app.post_json(&body).await;
+    let before = String::from_utf8(app.get("/metrics").await.body.to_vec()).unwrap();
+    let again = app.post_json(&body).await;
+    assert_eq!(again.json()["status"], "rejected");
+    let after = String::from_utf8(app.get("/metrics").await.body.to_vec()).unwrap();
+    assert!(
+        sample(&after, series) >= sample(&before, series) + 1.0,
+        "{series} moved for the refused content:\n{after}"
     );
 }
 
