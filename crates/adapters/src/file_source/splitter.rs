@@ -218,8 +218,11 @@ impl Splitter {
     /// Releases what earlier records used and returns the buffer to read more
     /// into, with room for `additional` bytes.
     pub(crate) fn buffer_for_read(&mut self, additional: usize) -> &mut Vec<u8> {
-        // What is released is counted first, so that later lines stay right.
-        self.count_lines_to(self.keep_from);
+        // What is released is counted first, so that later elements' lines stay
+        // right. NDJSON numbers its lines itself and never turns into an array.
+        if !matches!(self.mode, Mode::Lines(_) | Mode::Done) {
+            self.count_lines_to(self.keep_from);
+        }
         let release = self.keep_from - self.base;
         self.buf.drain(..release);
         self.base = self.keep_from;
