@@ -1,6 +1,7 @@
 //! Tidy checks over the workspace's own files: dependencies point inward only,
 //! the inner rings depend only on what their allow-lists name, and the
-//! troubleshooting guide and the code's messages agree.
+//! troubleshooting guide and the code's messages agree ([`messages`]), and the
+//! deployment examples name only real settings and routes ([`deploy`]).
 //!
 //! Crates and their dependencies come from `cargo metadata`, so a new crate is
 //! checked the day it is added (and must be placed in [`RINGS`] first).
@@ -12,7 +13,8 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::workspace_root;
+mod deploy;
+mod messages;
 
 /// Each workspace crate, innermost first, with the workspace crates it may use as a
 /// normal dependency. Any crate may also use the testkit in its tests.
@@ -254,151 +256,4 @@ fn the_rules_catch_an_outward_dependency_and_an_unplaced_crate() {
         not_allowed(&packages, "segment-sync-domain", DOMAIN_ALLOWED),
         ["segment-sync-adapters", "tokio"]
     );
-}
-
-/// Every `.rs` file below `dir`, recursively.
-fn rust_files(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
-
-/// The source of the product's crates (the publishable ones; not tests, benches,
-/// the testkit or xtask).
-fn product_sources() -> Vec<(PathBuf, String)> {
-    let mut files = Vec::new();
-    for package in packages().iter().filter(|p| p.publishable) {
-        let dir = package.manifest.parent().expect("a manifest has a folder");
-        rust_files(&dir.join("src"), &mut files);
-    }
-    files
-        .into_iter()
-        .filter(|p| !p.components().any(|c| c.as_os_str() == "tests"))
-        .filter(|p| !p.ends_with("tests.rs"))
-        .map(|p| {
-            let text = fs::read_to_string(&p).unwrap();
-            (p, text)
-        })
-        .collect()
-}
-
-/// A message with each `{…}` placeholder written as `…`, as the guide writes it.
-fn normalise(message: &str) -> String {
-    let mut out = String::new();
-    let mut depth = 0;
-    for c in message.chars() {
-        match c {
-            '{' => {
-                if depth == 0 {
-                    out.push('…');
-                }
-                depth += 1;
-            }
-            '}' if depth > 0 => depth -= 1,
-            _ if depth == 0 => out.push(c),
-            _ => {}
-        }
-    }
-    out
-}
-
-/// The literal messages of `#[error("…")]` attributes, placeholders normalised;
-/// those that are only placeholders (wrappers of another error) are left out.
-fn error_messages_in_code() -> std::collections::BTreeSet<String> {
-    let mut messages = std::collections::BTreeSet::new();
-    for (_, text) in product_sources() {
-        // Attributes may be split over lines; join the text first.
-        let flat: String = text
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .replace("#[error( \"", "#[error(\"");
-        let mut rest = flat.as_str();
-        while let Some(start) = rest.find("#[error(\"") {
-            rest = &rest[start + "#[error(\"".len()..];
-            let mut end = 0;
-            let bytes = rest.as_bytes();
-            while end < bytes.len()
-                && !(bytes[end] == b'"' && (end == 0 || bytes[end - 1] != b'\\'))
-            {
-                end += 1;
-            }
-            let message = normalise(&rest[..end].replace("\\\"", "\""));
-            if message.chars().any(char::is_alphabetic) {
-                messages.insert(message);
-            }
-            rest = &rest[end..];
-        }
-    }
-    messages
-}
-
-/// The messages the troubleshooting guide documents: the first cell of each
-/// table row, in backticks.
-fn documented_messages() -> Vec<String> {
-    let guide = fs::read_to_string(workspace_root().join("docs/troubleshooting.md"))
-        .expect("docs/troubleshooting.md exists");
-    guide
-        .lines()
-        .filter_map(|line| line.strip_prefix("| `"))
-        .filter_map(|cell| {
-            cell.split_once("` |")
-                .map(|(message, _)| message.to_owned())
-        })
-        .collect()
-}
-
-#[test]
-fn every_error_message_in_the_code_is_in_the_troubleshooting_guide() {
-    let documented = documented_messages();
-    let missing: Vec<String> = error_messages_in_code()
-        .into_iter()
-        .filter(|m| !documented.contains(m))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "add these messages to docs/troubleshooting.md (as | `message` | cause | fix |):\n{}",
-        missing.join("\n")
-    );
-}
-
-#[test]
-fn every_documented_message_still_exists_in_the_code() {
-    let sources: String = product_sources()
-        .into_iter()
-        .map(|(_, text)| text.replace("\\\"", "\""))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let stale: Vec<String> = documented_messages()
-        .into_iter()
-        .filter(|message| {
-            !message
-                .split('…')
-                .filter(|fragment| !fragment.trim().is_empty())
-                .all(|fragment| sources.contains(fragment))
-        })
-        .collect();
-    assert!(
-        stale.is_empty(),
-        "docs/troubleshooting.md documents messages the code no longer has:\n{}",
-        stale.join("\n")
-    );
-}
-
-#[test]
-fn placeholders_are_normalised_the_way_the_guide_writes_them() {
-    assert_eq!(normalise("Missing {}"), "Missing …");
-    assert_eq!(
-        normalise("cannot open state database {path}: {reason}"),
-        "cannot open state database …: …"
-    );
-    assert_eq!(normalise("within {0:?}"), "within …");
 }

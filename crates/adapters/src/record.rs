@@ -7,17 +7,33 @@ use serde::Deserialize;
 /// record's values (they are personal data, and the reason reaches logs and dead
 /// letters): what kind of problem, the field's path, the line and column.
 pub(crate) fn parse_customer(json: &str) -> Result<Customer, String> {
+    parse_customer_placed(json, |line, column| (line as u64, column as u64))
+}
+
+/// As [`parse_customer`], with the record's line and column of a fault turned
+/// into those a reader should look at by `place` (the file's, say).
+pub(crate) fn parse_customer_placed(
+    json: &str,
+    place: impl Fn(usize, usize) -> (u64, u64),
+) -> Result<Customer, String> {
     let mut deserializer = serde_json::Deserializer::from_str(json);
     let customer = serde_path_to_error::deserialize::<_, Customer>(&mut deserializer)
-        .map_err(|error| describe(&error.path().to_string(), error.inner()))?;
-    deserializer.end().map_err(|error| describe(".", &error))?;
+        .map_err(|error| describe(&error.path().to_string(), error.inner(), &place))?;
+    deserializer
+        .end()
+        .map_err(|error| describe(".", &error, &place))?;
     Ok(customer)
 }
 
 /// What went wrong at `path` (`.`: the record itself), without the value.
-fn describe(path: &str, error: &serde_json::Error) -> String {
+fn describe(
+    path: &str,
+    error: &serde_json::Error,
+    place: &impl Fn(usize, usize) -> (u64, u64),
+) -> String {
     use serde_json::error::Category;
-    let place = format!("line {}, column {}", error.line(), error.column());
+    let (line, column) = place(error.line().max(1), error.column());
+    let place = format!("line {line}, column {column}");
     match error.classify() {
         Category::Data => {
             let message = error.to_string();

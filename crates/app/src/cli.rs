@@ -35,6 +35,40 @@ pub enum Command {
     /// Work on the state itself.
     #[command(subcommand)]
     State(StateCommand),
+    /// Erase customers here and, with SEGMENT_DELETION on, in Segment.
+    #[command(after_help = PRIVACY_HELP)]
+    Forget(ForgetArgs),
+    /// The deletions asked of Segment and their status.
+    #[command(after_help = PRIVACY_HELP)]
+    Deletions(DeletionsArgs),
+}
+
+/// `segment-sync forget`.
+#[derive(Debug, Clone, Args)]
+pub struct ForgetArgs {
+    /// Customer ids, or emails (a userId under SEGMENT_SYNC_USER_ID=email)
+    #[arg(value_name = "CUSTOMER_ID|EMAIL")]
+    pub subjects: Vec<String>,
+    /// Read more of them from a file, one a line (`-`: standard input)
+    #[arg(long, value_name = "PATH|-")]
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    /// The state database.
+    pub state: StateArg,
+}
+
+/// `segment-sync deletions`.
+#[derive(Debug, Clone, Args)]
+pub struct DeletionsArgs {
+    /// One JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Read each unfinished regulation's status from Segment first.
+    #[arg(long)]
+    pub refresh: bool,
+    #[command(flatten)]
+    /// The state database.
+    pub state: StateArg,
 }
 
 /// `segment-sync state …`.
@@ -99,6 +133,16 @@ Exit codes:
   2    configuration or usage error (e.g. no state database there)
   3    a replay aborted: invalid write key";
 
+const PRIVACY_HELP: &str = "\
+Variables: SEGMENT_SYNC_STATE, SEGMENT_DELETION, SEGMENT_PUBLIC_API_URL,
+  SEGMENT_PUBLIC_API_TOKEN; RUST_LOG, LOG_FORMAT
+
+Exit codes:
+  0    done
+  1    erased here, but the deletion in Segment is still queued (Segment unavailable)
+  2    configuration or usage error
+  3    Segment refused the Public API token";
+
 const CHECK_HELP: &str = "\
 Variables: every variable the other commands read (docs/configuration.md).
 
@@ -109,8 +153,8 @@ Exit codes:
 /// Where the state is.
 #[derive(Debug, Clone, Args)]
 pub struct StateArg {
-    /// Path of the SQLite state database [env: SEGMENT_SYNC_STATE] [default: segment-sync.db]
-    #[arg(long, value_name = "PATH")]
+    /// The state: a SQLite file path, or a postgres:// URL shared by replicas [env: SEGMENT_SYNC_STATE] [default: segment-sync.db]
+    #[arg(long, value_name = "PATH|URL")]
     pub state: Option<String>,
 }
 
@@ -238,6 +282,7 @@ fn parse_rfc3339(value: &str) -> Result<time::OffsetDateTime, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Exit;
     use clap::CommandFactory;
 
     #[test]
@@ -259,6 +304,91 @@ mod tests {
                 "{name} is read but no command's --help names it"
             );
         }
+    }
+
+    #[test]
+    fn the_help_names_every_route_and_every_exit_code() {
+        for route in [
+            crate::serve::WEBHOOK_PATH,
+            "/healthz",
+            "/readyz",
+            "/metrics",
+        ] {
+            assert!(SERVE_HELP.contains(route), "serve --help lacks {route}");
+        }
+        for code in [
+            Exit::Success,
+            Exit::Partial,
+            Exit::Usage,
+            Exit::Fatal,
+            Exit::Interrupted,
+        ] {
+            let line = format!("\n  {:<4} ", code as i32);
+            assert!(
+                SYNC_HELP.contains(&line),
+                "sync --help lacks exit {}",
+                code as i32
+            );
+        }
+        for help in [SERVE_HELP, STATE_HELP, CHECK_HELP] {
+            assert!(help.contains("Exit codes:\n  0 "), "{help}");
+        }
+    }
+
+    /// The `--long` flags of each command in configuration.md's synopsis,
+    /// keyed by the command's words (`dead-letters list`).
+    fn documented_flags() -> std::collections::BTreeMap<String, Vec<String>> {
+        include_str!("../../../docs/configuration.md")
+            .lines()
+            .filter_map(|line| line.strip_prefix("segment-sync "))
+            .map(|rest| {
+                let words: Vec<&str> = rest.split_whitespace().collect();
+                let command = words
+                    .iter()
+                    .take_while(|w| !w.starts_with(['[', '-']))
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let mut flags: Vec<String> = words
+                    .iter()
+                    .filter_map(|w| w.trim_start_matches('[').strip_prefix("--"))
+                    .map(|f| f.trim_end_matches(']').to_owned())
+                    .collect();
+                flags.sort();
+                (command, flags)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn configuration_md_shows_every_command_with_exactly_its_flags() {
+        let documented = documented_flags();
+        let cli = Cli::command();
+        let mut commands = Vec::new();
+        for command in cli.get_subcommands() {
+            let subcommands: Vec<&clap::Command> = command.get_subcommands().collect();
+            if subcommands.is_empty() {
+                commands.push((command.get_name().to_owned(), command));
+            } else {
+                for sub in subcommands {
+                    commands.push((format!("{} {}", command.get_name(), sub.get_name()), sub));
+                }
+            }
+        }
+        for (name, command) in &commands {
+            let mut flags: Vec<String> = command
+                .get_arguments()
+                .filter_map(|a| a.get_long().map(str::to_owned))
+                .filter(|long| long != "help")
+                .collect();
+            flags.sort();
+            assert_eq!(
+                documented.get(name),
+                Some(&flags),
+                "docs/configuration.md's synopsis of `segment-sync {name}`"
+            );
+        }
+        assert_eq!(documented.len(), commands.len(), "{documented:?}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use segment_sync_ports::{
 use tokio::sync::watch;
 
 use crate::cli::{RunsArgs, ServeArgs, SyncArgs};
-use crate::output::{summary, Mode, Progress, RulesNote, Stdout};
+use crate::output::{summary, Extent, Mode, Progress, RulesNote, Stdout};
 use crate::pipeline::{
     self, Abort, LiveCounts, Ports, Report, Request, SyncOptions, DRAIN_TIMEOUT,
 };
@@ -39,12 +39,17 @@ pub async fn sync(args: &SyncArgs, settings: &Settings) -> Result<Exit, Failure>
         &settings.state,
         &settings.retention,
     ))?;
-    let source = wiring::source(source_settings)?.port;
+    let (source, extent) = wiring::source_and_extent(source_settings)?;
+    let source = source.port;
     let ports = Ports {
         state: wiring::state(state).await?.port,
         segment: wiring::segment(segment)?.port,
     };
     purge_letters(ports.state.as_ref(), *retention).await?;
+    let extent = match (extent, source_settings) {
+        (Extent::Unknown, SourceSettings::Api(_)) => api_extent(ports.state.as_ref(), args).await,
+        (extent, _) => extent,
+    };
     let service = SyncService::new(
         Arc::clone(&ports.segment),
         Arc::clone(&ports.state),
@@ -59,7 +64,7 @@ pub async fn sync(args: &SyncArgs, settings: &Settings) -> Result<Exit, Failure>
         drain_timeout: DRAIN_TIMEOUT,
     };
     let live = Arc::new(LiveCounts::default());
-    let progress = Progress::start(Arc::clone(&live));
+    let progress = Progress::start(Arc::clone(&live), extent);
     let clock = Instant::now();
     let report = pipeline::sync(
         source.as_ref(),
@@ -72,6 +77,39 @@ pub async fn sync(args: &SyncArgs, settings: &Settings) -> Result<Exit, Failure>
     .await;
     progress.finish();
     conclude(report, clock, args.json)
+}
+
+/// How many customers a run of the API is likely to read: as many as the most
+/// that a recent successful run of the API read, when this run reads every
+/// customer (`--full`, or a first run); unknown for an incremental run, which
+/// reads only what changed. The state's failure here only costs the bar its total.
+async fn api_extent(state: &dyn SyncStateStore, args: &SyncArgs) -> Extent {
+    let reads_all =
+        args.since.is_none() && (args.full || matches!(state.high_water_mark().await, Ok(None)));
+    if !reads_all {
+        return Extent::Unknown;
+    }
+    let runs = state.runs(RECENT_RUNS).await.unwrap_or_default();
+    expected_customers(&runs).map_or(Extent::Unknown, |expected| Extent::Customers { expected })
+}
+
+/// How many runs back [`api_extent`] looks.
+const RECENT_RUNS: usize = 20;
+
+/// The most customers a sync of the API that ran to its end read among `runs`.
+fn expected_customers(runs: &[RunRecord]) -> Option<u64> {
+    runs.iter()
+        .filter(|run| {
+            run.kind == "sync"
+                && matches!(
+                    run.status,
+                    RunStatus::Succeeded | RunStatus::CompletedWithErrors
+                )
+                && run.source.as_deref() == Some("api")
+        })
+        .map(|run| run.counts.read)
+        .filter(|&read| read > 0)
+        .max()
 }
 
 /// `segment-sync dead-letters replay`.
@@ -335,6 +373,7 @@ pub async fn runs(args: &RunsArgs, settings: &Settings) -> Result<Exit, Failure>
         .map_err(fatal)?;
     let mut out = Stdout::default();
     if args.json {
+        let runs: Vec<RunView<'_>> = runs.iter().map(RunView::from).collect();
         out.json_pretty(&runs)?;
     } else if runs.is_empty() {
         out.line("no runs yet")?;
@@ -347,17 +386,45 @@ pub async fn runs(args: &RunsArgs, settings: &Settings) -> Result<Exit, Failure>
     Ok(Exit::Success)
 }
 
-/// One line of `runs`: id, kind, start, status, how long it took, the counts.
-fn describe_run(run: &RunRecord) -> String {
-    let c = run.counts;
-    let took = run
-        .finished_at
+/// A run as `runs --json` shows it: the record and how long it took.
+#[derive(serde::Serialize)]
+struct RunView<'a> {
+    #[serde(flatten)]
+    run: &'a RunRecord,
+    /// Absent while it runs.
+    duration_ms: Option<u64>,
+}
+
+impl<'a> From<&'a RunRecord> for RunView<'a> {
+    fn from(run: &'a RunRecord) -> Self {
+        Self {
+            run,
+            duration_ms: run_seconds(run).map(|s| (s * 1_000.0).round() as u64),
+        }
+    }
+}
+
+/// How long a finished run took.
+fn run_seconds(run: &RunRecord) -> Option<f64> {
+    run.finished_at
         .as_deref()
         .and_then(|finished| seconds_between(&run.started_at, finished))
+}
+
+/// One line of `runs`: id, kind, source, start, status, how long it took, the
+/// counts — what `runs --json` shows, in the same words.
+fn describe_run(run: &RunRecord) -> String {
+    let c = run.counts;
+    let took = run_seconds(run)
         .map(|s| format!(" took={s:.1}s"))
         .unwrap_or_default();
+    let source = run
+        .source
+        .as_deref()
+        .map(|source| format!(" from {source}"))
+        .unwrap_or_default();
     format!(
-        "#{} {} {} {}{took} read={} sent={} unchanged={} skipped={} rejected={} failed={}{}",
+        "#{} {}{source} {} {}{took} read={} sent={} unchanged={} skipped={} rejected={} failed={}{}",
         run.id,
         run.kind,
         run.started_at,
@@ -384,12 +451,13 @@ fn seconds_between(start: &str, end: &str) -> Option<f64> {
 
 /// `segment-sync serve`: wires the adapters and serves until SIGTERM or SIGINT.
 pub async fn serve(args: &ServeArgs, settings: &Settings) -> Result<Exit, Failure> {
-    let (rules, segment, commercetools, state, webhook) = Settings::require((
+    let (rules, segment, commercetools, state, webhook, deletion) = Settings::require((
         &settings.rules,
         &settings.segment,
         &settings.commercetools,
         &settings.state,
         &settings.webhook,
+        &settings.deletion,
     ))?;
     // The recorder must exist before the Segment client records its metrics.
     serve::install_metrics();
@@ -401,6 +469,7 @@ pub async fn serve(args: &ServeArgs, settings: &Settings) -> Result<Exit, Failur
         service: SyncService::new(Arc::clone(&segment), Arc::clone(&state), rules.clone()),
         segment,
         source: wiring::source(&SourceSettings::Api(Box::new(commercetools.clone())))?.port,
+        deletions: wiring::deletions(Arc::clone(&state), deletion.as_ref())?,
         state,
         token: webhook.token.clone(),
     };
@@ -527,4 +596,75 @@ pub async fn state_copy(from: &str, to: &str) -> Result<Exit, Failure> {
     ))?;
     out.flush()?;
     Ok(Exit::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+    use segment_sync_testkit::memory::MemoryStateStore;
+
+    fn sync_args(args: &[&str]) -> SyncArgs {
+        let mut all = vec!["segment-sync", "sync"];
+        all.extend_from_slice(args);
+        match crate::cli::Cli::try_parse_from(all).unwrap().command {
+            crate::cli::Command::Sync(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    async fn run(state: &MemoryStateStore, source: &str, status: RunStatus, read: u64) {
+        let lease = state
+            .begin_run(RunStart {
+                kind: "sync".to_owned(),
+                started_at: time::OffsetDateTime::now_utc(),
+                source: Some(source.to_owned()),
+                holder: "test".to_owned(),
+            })
+            .await
+            .unwrap();
+        let counts = RunCounts {
+            read,
+            ..RunCounts::default()
+        };
+        state
+            .finish_run(lease.id(), status, counts, None)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_whole_read_of_the_api_expects_what_the_biggest_recent_api_run_read() {
+        let state = MemoryStateStore::new();
+        assert!(matches!(
+            api_extent(&state, &sync_args(&["--full"])).await,
+            Extent::Unknown
+        ));
+        run(&state, "api", RunStatus::Succeeded, 1_000).await;
+        run(&state, "api", RunStatus::Succeeded, 12).await;
+        run(&state, "api", RunStatus::Aborted, 5_000).await;
+        run(&state, "file big.ndjson", RunStatus::Succeeded, 9_000).await;
+
+        assert!(matches!(
+            api_extent(&state, &sync_args(&["--full"])).await,
+            Extent::Customers { expected: 1_000 }
+        ));
+        // No mark yet: the run reads every customer.
+        assert!(matches!(
+            api_extent(&state, &sync_args(&[])).await,
+            Extent::Customers { expected: 1_000 }
+        ));
+        state
+            .set_high_water_mark(time::OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        assert!(
+            matches!(api_extent(&state, &sync_args(&[])).await, Extent::Unknown),
+            "an incremental run reads only what changed"
+        );
+        assert!(matches!(
+            api_extent(&state, &sync_args(&["--since", "2024-05-01T00:00:00Z"])).await,
+            Extent::Unknown
+        ));
+    }
 }

@@ -141,5 +141,7 @@ async fn dispatch(command: Command, settings: Settings) -> Result<Exit, Failure>
         Command::Runs(args) => commands::runs(&args, &settings).await,
         Command::Check(args) => check::run(&settings, args.json).await,
         Command::State(StateCommand::Copy { from, to }) => commands::state_copy(&from, &to).await,
+        Command::Forget(args) => privacy::forget(&args, &settings).await,
+        Command::Deletions(args) => privacy::deletions(&args, &settings).await,
     }
 }

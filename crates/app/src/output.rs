@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io::{BufWriter, IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,55 @@ use crate::Failure;
 /// How often progress is logged when stderr is not a terminal.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// How much a run has to read, when it is known: what turns the progress
+/// spinner into a bar with a total and an estimate of the time left.
+#[derive(Debug, Clone)]
+pub enum Extent {
+    /// An export file: the bytes read so far (as stored, gzipped or not) of its
+    /// size.
+    Bytes {
+        /// Updated by the source as it reads.
+        read: Arc<AtomicU64>,
+        /// The file's size.
+        total: u64,
+    },
+    /// The API, read whole: about as many customers as the last whole run read.
+    Customers {
+        /// The customers the last run that read every customer read.
+        expected: u64,
+    },
+    /// Neither: stdin, or an incremental run.
+    Unknown,
+}
+
+impl Extent {
+    /// The position and the length of the bar for `counts`, or `None` for a
+    /// spinner. The length grows with the position when the guess was short.
+    pub fn progress(&self, counts: &RunCounts) -> Option<(u64, u64)> {
+        match self {
+            Self::Bytes { read, total } => {
+                let read = read.load(Ordering::Relaxed);
+                Some((read, (*total).max(read)))
+            }
+            Self::Customers { expected } => Some((counts.read, (*expected).max(counts.read))),
+            Self::Unknown => None,
+        }
+    }
+
+    /// The bar's layout: bytes shown as sizes, customers as counts.
+    fn template(&self) -> &'static str {
+        match self {
+            Self::Bytes { .. } => {
+                "{bar:30} {bytes}/{total_bytes} · {elapsed} elapsed, about {eta} left\n{msg}"
+            }
+            Self::Customers { .. } => {
+                "{bar:30} {pos}/~{len} customers · {elapsed} elapsed, about {eta} left\n{msg}"
+            }
+            Self::Unknown => "{spinner} {elapsed} {msg}",
+        }
+    }
+}
+
 /// Shows a run's progress on stderr: a progress line on a terminal, periodic log
 /// lines otherwise.
 pub struct Progress {
@@ -24,19 +74,29 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Starts showing `live` until [`Progress::finish`].
-    pub fn start(live: Arc<LiveCounts>) -> Self {
+    /// Starts showing `live` until [`Progress::finish`]; on a terminal, a bar
+    /// with a total and the time left when `extent` is known, else a spinner.
+    pub fn start(live: Arc<LiveCounts>, extent: Extent) -> Self {
         let started = Instant::now();
         if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::new_spinner();
+            let bar = if extent.progress(&RunCounts::default()).is_some() {
+                ProgressBar::new(0)
+            } else {
+                ProgressBar::new_spinner()
+            };
             bar.set_style(
-                ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+                ProgressStyle::with_template(extent.template())
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             let shown = bar.clone();
             let ticker = tokio::spawn(async move {
                 loop {
-                    shown.set_message(describe(&live.snapshot(), started.elapsed()));
+                    let counts = live.snapshot();
+                    if let Some((position, length)) = extent.progress(&counts) {
+                        shown.set_length(length);
+                        shown.set_position(position);
+                    }
+                    shown.set_message(describe(&counts, started.elapsed()));
                     shown.tick();
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
@@ -334,6 +394,68 @@ mod tests {
             let whole = serde_json::to_string_pretty(&items[..count]).unwrap() + "\n";
             assert_eq!(printed, whole, "{count} items");
         }
+    }
+
+    #[test]
+    fn a_known_extent_gives_the_bar_a_position_and_a_total_that_grows_past_a_short_guess() {
+        let read = Arc::new(AtomicU64::new(0));
+        let file = Extent::Bytes {
+            read: Arc::clone(&read),
+            total: 1_000,
+        };
+        let counts = RunCounts::default();
+        assert_eq!(file.progress(&counts), Some((0, 1_000)));
+        read.store(500, Ordering::Relaxed);
+        assert_eq!(file.progress(&counts), Some((500, 1_000)));
+        read.store(1_200, Ordering::Relaxed);
+        assert_eq!(file.progress(&counts), Some((1_200, 1_200)));
+
+        let api = Extent::Customers { expected: 100 };
+        let mut counts = RunCounts {
+            read: 40,
+            ..RunCounts::default()
+        };
+        assert_eq!(api.progress(&counts), Some((40, 100)));
+        counts.read = 150;
+        assert_eq!(api.progress(&counts), Some((150, 150)));
+
+        assert_eq!(Extent::Unknown.progress(&counts), None);
+    }
+
+    #[test]
+    fn a_bar_shows_its_total_and_the_time_left_and_a_spinner_does_not_pretend() {
+        let known = [
+            Extent::Bytes {
+                read: Arc::default(),
+                total: 1,
+            },
+            Extent::Customers { expected: 1 },
+        ];
+        for extent in &known {
+            let template = extent.template();
+            assert!(ProgressStyle::with_template(template).is_ok(), "{template}");
+            assert!(
+                template.contains("{eta}") && template.contains("{bar"),
+                "{template}"
+            );
+        }
+        assert!(known[0].template().contains("{total_bytes}"));
+        assert!(known[1].template().contains("{len}"));
+        let spinner = Extent::Unknown.template();
+        assert!(ProgressStyle::with_template(spinner).is_ok());
+        assert!(!spinner.contains("{eta}"), "no total, no estimate");
+
+        // indicatif estimates the time left from the position and the length.
+        let bar = ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::hidden());
+        let (position, length) = known[1]
+            .progress(&RunCounts {
+                read: 0,
+                ..RunCounts::default()
+            })
+            .unwrap();
+        bar.set_length(length);
+        bar.set_position(position);
+        assert_eq!(bar.length(), Some(1));
     }
 
     #[test]

@@ -17,9 +17,11 @@ use segment_sync_ports::{
 use time::OffsetDateTime;
 use tokio::sync::{watch, Notify};
 
-/// How long queued deletions wait for more to join them before they are sent:
-/// a burst becomes one request of up to 5,000 ids.
-pub const GATHER: Duration = Duration::from_secs(3);
+/// How long the queue must stay quiet before queued deletions are sent: a burst
+/// becomes one request of up to 5,000 ids, sent a moment after it ends.
+pub const GATHER: Duration = Duration::from_secs(2);
+/// The longest a queued deletion waits for a burst to end.
+pub const MAX_GATHER: Duration = Duration::from_secs(20);
 /// How long the regulator waits before trying again when Segment was unavailable.
 const RETRY_AFTER_UNAVAILABLE: Duration = Duration::from_secs(30);
 /// The status recorded for a regulation Segment accepted, until `deletions
@@ -169,24 +171,30 @@ impl Deletions {
     }
 
     /// Sends queued deletions in the background until `stop` turns true, then
-    /// once more: a while after the first is queued (so that a burst goes in one
-    /// request), and at start for what an earlier process left queued. A refused
+    /// once more: once the queue was quiet for [`GATHER`] (so that a burst goes
+    /// in one request; at most [`MAX_GATHER`] after the first), and at start for
+    /// what an earlier process left queued. A refused
     /// token stops it, loudly; an unavailable Public API is tried again later.
     pub async fn regulate_in_background(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         if !self.regulates() {
             return;
         }
         let mut pending = true;
-        loop {
+        'running: loop {
             if !pending {
                 tokio::select! {
                     () = self.queued.notified() => {}
                     _ = stop.wait_for(|stopped| *stopped) => break,
                 }
             }
-            tokio::select! {
-                () = tokio::time::sleep(GATHER) => {}
-                _ = stop.wait_for(|stopped| *stopped) => break,
+            let give_up = tokio::time::Instant::now() + MAX_GATHER;
+            loop {
+                tokio::select! {
+                    () = self.queued.notified() => {}
+                    () = tokio::time::sleep(GATHER) => break,
+                    () = tokio::time::sleep_until(give_up) => break,
+                    _ = stop.wait_for(|stopped| *stopped) => break 'running,
+                }
             }
             pending = false;
             match self.send_queued().await {
@@ -199,7 +207,7 @@ impl Deletions {
                     tracing::warn!(%error, "queued deletions not sent; trying again later");
                     tokio::select! {
                         () = tokio::time::sleep(RETRY_AFTER_UNAVAILABLE) => {}
-                        _ = stop.wait_for(|stopped| *stopped) => break,
+                        _ = stop.wait_for(|stopped| *stopped) => break 'running,
                     }
                     pending = true;
                 }
@@ -230,6 +238,10 @@ pub fn subject(argument: &str) -> Subject {
         Subject::CustomerId(argument.to_owned())
     }
 }
+
+mod commands;
+
+pub use self::commands::{deletions, forget};
 
 #[cfg(test)]
 mod tests;

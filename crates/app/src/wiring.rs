@@ -15,6 +15,8 @@ use segment_sync_ports::{
     CustomerSource, RegulationClient, SegmentClient, SelfCheck, StateError, SyncStateStore,
 };
 
+use crate::output::Extent;
+use crate::privacy::{Deletions, Regulator};
 use crate::settings::{DeletionSettings, SourceSettings, StateLocation};
 use crate::Failure;
 
@@ -44,13 +46,33 @@ macro_rules! wired {
 
 /// The customer source the settings choose.
 pub fn source(settings: &SourceSettings) -> Result<Wired<dyn CustomerSource>, Failure> {
+    source_and_extent(settings).map(|(wired, _)| wired)
+}
+
+/// The customer source the settings choose, and how far a walk of it has gone:
+/// the bytes read of an export file against its size; unknown for the API (its
+/// total comes from the run history) and for stdin.
+pub fn source_and_extent(
+    settings: &SourceSettings,
+) -> Result<(Wired<dyn CustomerSource>, Extent), Failure> {
     Ok(match settings {
-        SourceSettings::Api(config) => {
+        SourceSettings::Api(config) => (
             wired!(HttpCustomerSource::new(config.as_ref().clone())
-                .map_err(|e| Failure::Usage(e.to_string()))?,)
+                .map_err(|e| Failure::Usage(e.to_string()))?,),
+            Extent::Unknown,
+        ),
+        SourceSettings::File(path) => {
+            let file = FileCustomerSource::from_path(path);
+            let extent = match file.stored_size() {
+                Some(total) => Extent::Bytes {
+                    read: file.bytes_read(),
+                    total,
+                },
+                None => Extent::Unknown,
+            };
+            (wired!(file), extent)
         }
-        SourceSettings::File(path) => wired!(FileCustomerSource::from_path(path)),
-        SourceSettings::Stdin => wired!(FileCustomerSource::stdin()),
+        SourceSettings::Stdin => (wired!(FileCustomerSource::stdin()), Extent::Unknown),
     })
 }
 
@@ -100,4 +122,26 @@ pub fn regulations(
     Ok(Some(wired!(
         SegmentPublicApi::new(deletion.public_api()).map_err(|e| Failure::Usage(e.to_string()))?
     )))
+}
+
+/// Customer deletions over `state`: regulated in Segment when `SEGMENT_DELETION`
+/// is on. Says once, at start-up, which it is.
+pub fn deletions(
+    state: Arc<dyn SyncStateStore>,
+    deletion: Option<&DeletionSettings>,
+) -> Result<Arc<Deletions>, Failure> {
+    let regulator = regulations(deletion)?.map(|client| Regulator {
+        client: client.port,
+        kind: deletion.expect("a client only when deletion is on").kind,
+    });
+    match &regulator {
+        Some(regulator) => tracing::info!(
+            regulation_type = %regulator.kind,
+            "SEGMENT_DELETION is on: a customer deleted in commercetools is erased here and regulated in Segment"
+        ),
+        None => tracing::info!(
+            "SEGMENT_DELETION is off: a customer deleted in commercetools keeps its Segment profile"
+        ),
+    }
+    Ok(Arc::new(Deletions::new(state, regulator)))
 }

@@ -12,7 +12,7 @@ mod splitter;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -25,7 +25,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt};
 
-use splitter::{Cut, Piece, Splitter};
+use splitter::{Cut, Piece, Position, Splitter};
 
 /// Records per page, as the API source hands them out.
 pub const DEFAULT_PAGE_SIZE: usize = 500;
@@ -48,6 +48,7 @@ pub struct FileCustomerSource {
     input: Input,
     page_size: usize,
     peak_buffered: Arc<AtomicUsize>,
+    bytes_read: Arc<AtomicU64>,
 }
 
 enum Input {
@@ -95,6 +96,7 @@ impl FileCustomerSource {
             input,
             page_size: DEFAULT_PAGE_SIZE,
             peak_buffered: Arc::default(),
+            bytes_read: Arc::default(),
         }
     }
 
@@ -102,6 +104,25 @@ impl FileCustomerSource {
     pub fn with_page_size(mut self, page_size: usize) -> Self {
         self.page_size = page_size.max(1);
         self
+    }
+
+    /// The bytes the current walk has read of the input as it is stored (before
+    /// any gzip is undone), to set against [`FileCustomerSource::stored_size`]:
+    /// a handle a progress display may read while the walk goes on.
+    pub fn bytes_read(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.bytes_read)
+    }
+
+    /// The size of the export file as stored, when it is a file whose size is
+    /// known (not a stream).
+    pub fn stored_size(&self) -> Option<u64> {
+        match &self.input {
+            Input::Path(path) => std::fs::metadata(path)
+                .ok()
+                .filter(std::fs::Metadata::is_file)
+                .map(|m| m.len()),
+            Input::Stream { .. } => None,
+        }
     }
 
     /// The most bytes any walk of this source has buffered at once.
@@ -137,7 +158,12 @@ impl FileCustomerSource {
                 (name.clone(), reader)
             }
         };
-        let reader = gunzipped_if_needed(reader)
+        self.bytes_read.store(0, Ordering::Relaxed);
+        let counted: Reader = Box::new(Counted {
+            inner: reader,
+            count: Arc::clone(&self.bytes_read),
+        });
+        let reader = gunzipped_if_needed(counted)
             .await
             .map_err(|e| SourceError::Io {
                 path: name.clone(),
@@ -210,6 +236,26 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// The reader itself, or a decompressing reader when the stream starts with the
 /// gzip magic bytes (a `.json.gz` export, or one piped through `gzip -c`).
+/// A reader that adds what it reads to a shared count.
+struct Counted {
+    inner: Reader,
+    count: Arc<AtomicU64>,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = (buf.filled().len() - before) as u64;
+        self.count.fetch_add(read, Ordering::Relaxed);
+        polled
+    }
+}
+
 async fn gunzipped_if_needed(reader: Reader) -> std::io::Result<Reader> {
     let mut buffered = tokio::io::BufReader::with_capacity(READ_CHUNK, reader);
     let start = buffered.fill_buf().await?;
@@ -335,13 +381,28 @@ impl CustomerPages for FilePages {
     }
 }
 
+/// The file's line and column of a place in a record (its `line`, `column`): a
+/// record of an array may start anywhere in the file and span many lines.
+fn in_the_file(position: Position, line: usize, column: usize) -> (u64, u64) {
+    let (start_line, start_column) = position.start();
+    let in_file_line = start_line + line as u64 - 1;
+    let in_file_column = if line == 1 {
+        start_column + column as u64 - 1
+    } else {
+        column as u64
+    };
+    (in_file_line, in_file_column)
+}
+
 fn to_record(piece: Piece<'_>) -> SourceRecord {
     let (position, parsed, text) = match piece {
         Piece::Record { position, bytes } => {
             // One UTF-8 check for the record instead of one per string inside it.
             let text = std::str::from_utf8(bytes).ok();
             let parsed = match text {
-                Some(text) => crate::record::parse_customer(text),
+                Some(text) => crate::record::parse_customer_placed(text, |line, column| {
+                    in_the_file(position, line, column)
+                }),
                 None => Err("not UTF-8".to_owned()),
             };
             (position, parsed, text)

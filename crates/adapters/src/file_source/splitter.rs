@@ -14,15 +14,26 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 pub(crate) enum Position {
     /// A line of an NDJSON file, from 1.
     Line(u64),
-    /// An element of an array, from 0.
-    Index(u64),
+    /// An element of an array: its index, from 0, and the line and column (from
+    /// 1, in bytes) of the file where it starts.
+    Element { index: u64, line: u64, column: u64 },
+}
+
+impl Position {
+    /// The file's line and column where the record starts.
+    pub(crate) fn start(self) -> (u64, u64) {
+        match self {
+            Self::Line(line) => (line, 1),
+            Self::Element { line, column, .. } => (line, column),
+        }
+    }
 }
 
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Line(n) => write!(f, "line {n}"),
-            Self::Index(n) => write!(f, "index {n}"),
+            Self::Element { index, line, .. } => write!(f, "line {line} (array index {index})"),
         }
     }
 }
@@ -97,6 +108,8 @@ struct Lines {
 #[derive(Debug, Clone, Copy)]
 struct Elements {
     start: Option<usize>,
+    /// The line and column where `start` is.
+    start_at: (u64, u64),
     depth: u32,
     text: TextState,
     index: u64,
@@ -146,6 +159,11 @@ pub(crate) struct Splitter {
     mode: Mode,
     eof: bool,
     max_record: usize,
+    /// The newlines before `counted_to`, and where the line `counted_to` is on
+    /// starts: enough to give an array element its file line and column.
+    newlines: u64,
+    counted_to: usize,
+    line_start: usize,
 }
 
 impl Splitter {
@@ -160,7 +178,36 @@ impl Splitter {
             mode: Mode::Start,
             eof: false,
             max_record,
+            newlines: 0,
+            counted_to: 0,
+            line_start: 0,
         }
+    }
+
+    /// Counts the newlines up to `offset`, which must still be in the buffer
+    /// (offsets counted already are not counted again).
+    fn count_lines_to(&mut self, offset: usize) {
+        if offset <= self.counted_to {
+            return;
+        }
+        let from = self.counted_to;
+        for (i, &byte) in self.buf[from - self.base..offset - self.base]
+            .iter()
+            .enumerate()
+        {
+            if byte == b'\n' {
+                self.newlines += 1;
+                self.line_start = from + i + 1;
+            }
+        }
+        self.counted_to = offset;
+    }
+
+    /// The file's line and column (from 1) of `offset`, at or after what was
+    /// counted so far.
+    fn line_and_column(&mut self, offset: usize) -> (u64, u64) {
+        self.count_lines_to(offset);
+        (self.newlines + 1, (offset - self.line_start) as u64 + 1)
     }
 
     /// Says the input has ended.
@@ -171,6 +218,11 @@ impl Splitter {
     /// Releases what earlier records used and returns the buffer to read more
     /// into, with room for `additional` bytes.
     pub(crate) fn buffer_for_read(&mut self, additional: usize) -> &mut Vec<u8> {
+        // What is released is counted first, so that later elements' lines stay
+        // right. NDJSON numbers its lines itself and never turns into an array.
+        if !matches!(self.mode, Mode::Lines(_) | Mode::Done) {
+            self.count_lines_to(self.keep_from);
+        }
         let release = self.keep_from - self.base;
         self.buf.drain(..release);
         self.base = self.keep_from;
@@ -387,6 +439,7 @@ impl Splitter {
                     }
                     _ => {
                         elements.start = Some(at);
+                        elements.start_at = self.line_and_column(at);
                         elements.depth = 0;
                         elements.text = TextState::default();
                         // The first byte of an element is scanned like the rest.
@@ -440,7 +493,12 @@ impl Splitter {
     }
 
     fn element_found(&mut self, elements: &mut Elements, start: usize, end: usize) -> Found {
-        let position = Position::Index(elements.index);
+        let (line, column) = elements.start_at;
+        let position = Position::Element {
+            index: elements.index,
+            line,
+            column,
+        };
         let skipped = elements.skipping;
         *elements = Elements::at(elements.index + 1);
         self.keep_from = self.pos;
@@ -466,6 +524,7 @@ impl Elements {
     fn at(index: u64) -> Self {
         Self {
             start: None,
+            start_at: (0, 0),
             depth: 0,
             text: TextState::default(),
             index,
@@ -548,7 +607,7 @@ mod tests {
                 ],
                 "chunk {chunk}"
             );
-            assert_eq!(pieces[2].0, "index 2");
+            assert_eq!(pieces[2].0, "line 2 (array index 2)");
         }
     }
 
@@ -558,7 +617,31 @@ mod tests {
         for chunk in [1, 5, 1000] {
             let pieces = split(input, chunk, 1024);
             assert_eq!(records(&pieces), [r#"{"id": "a"}"#, r#"{"id": "b"}"#]);
-            assert_eq!(pieces[1].0, "index 1");
+            assert_eq!(pieces[1].0, "line 6 (array index 1)");
+        }
+    }
+
+    #[test]
+    fn an_element_is_placed_at_its_files_line_and_column_whatever_the_reads() {
+        let input =
+            b"[\n  {\"id\": \"a\",\n   \"x\": 1},\n\n\n  {\"id\": \"b\"},   {\"id\": \"c\"}\n]\n";
+        for chunk in [1, 3, 7, 1000] {
+            let mut splitter = Splitter::new(1024);
+            let mut chunks = input.chunks(chunk);
+            let mut positions = Vec::new();
+            loop {
+                match splitter.next_piece() {
+                    Cut::Piece(Piece::Record { position, .. }) => positions.push(position),
+                    Cut::Piece(Piece::Oversized { .. }) => unreachable!("all are small"),
+                    Cut::Finished => break,
+                    Cut::NeedInput => match chunks.next() {
+                        Some(c) => splitter.buffer_for_read(c.len()).extend_from_slice(c),
+                        None => splitter.end_of_input(),
+                    },
+                }
+            }
+            let starts: Vec<(u64, u64)> = positions.iter().map(|p| p.start()).collect();
+            assert_eq!(starts, [(2, 3), (6, 3), (6, 18)], "chunk {chunk}");
         }
     }
 
@@ -571,6 +654,14 @@ mod tests {
             records(&pieces),
             [r#"{"id":"a","x":{"results":[]}}"#, r#"{"id":"b"}"#]
         );
+    }
+
+    fn element(index: u64, column: u64) -> Position {
+        Position::Element {
+            index,
+            line: 1,
+            column,
+        }
     }
 
     #[test]
@@ -603,9 +694,9 @@ mod tests {
         assert_eq!(
             out,
             [
-                (Position::Index(0), true),
-                (Position::Index(1), false),
-                (Position::Index(2), true)
+                (element(0, 2), true),
+                (element(1, 13), false),
+                (element(2, 123), true)
             ]
         );
         assert!(peak <= 32 + 8, "buffer held {peak} bytes");

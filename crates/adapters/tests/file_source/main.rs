@@ -71,11 +71,20 @@ async fn ndjson_reports_a_malformed_line_by_number_and_reads_on() {
 }
 
 #[tokio::test]
-async fn a_pretty_printed_array_reports_a_malformed_element_by_index() {
+async fn a_pretty_printed_array_reports_a_malformed_element_by_its_files_line() {
     let source = FileCustomerSource::from_path(fixture("customers-array.json"));
+    let mut pages = source.customers(CustomerQuery::All).await.unwrap();
+    let page = pages.next_page().await.unwrap().unwrap();
+    let SourceRecord::Malformed { reason, .. } = &page.records[1] else {
+        panic!("element 1 is malformed");
+    };
+    assert!(
+        reason.starts_with("invalid type") && reason.ends_with("(line 12, column 29)"),
+        "the error is placed in the file, not in the record: {reason}"
+    );
     assert_eq!(
         walk_source(&source, CustomerQuery::All).await,
-        [ok("c1"), bad("index 1"), ok("c3")]
+        [ok("c1"), bad("line 9 (array index 1)"), ok("c3")]
     );
 }
 
@@ -127,7 +136,7 @@ async fn a_gzipped_export_is_read_whatever_its_name() {
         ),
         (
             "customers-array.json",
-            vec![ok("c1"), bad("index 1"), ok("c3")],
+            vec![ok("c1"), bad("line 9 (array index 1)"), ok("c3")],
         ),
     ] {
         let plain = std::fs::read(fixture(fixture_name)).unwrap();
@@ -155,6 +164,34 @@ async fn a_gzipped_export_is_read_whatever_its_name() {
 }
 
 #[tokio::test]
+async fn a_walk_counts_the_stored_bytes_it_read_against_the_stored_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = std::fs::read(fixture("customers.ndjson")).unwrap();
+    let gz = dir.path().join("customers.ndjson.gz");
+    std::fs::write(&gz, gzipped(&plain)).unwrap();
+    for path in [fixture("customers.ndjson"), gz] {
+        let source = FileCustomerSource::from_path(&path);
+        let size = source.stored_size().expect("a file has a size");
+        assert_eq!(size, std::fs::metadata(&path).unwrap().len());
+        let read = source.bytes_read();
+        let mut pages = source.customers(CustomerQuery::All).await.unwrap();
+        assert!(read.load(std::sync::atomic::Ordering::Relaxed) <= size);
+        while pages.next_page().await.unwrap().is_some() {}
+        assert_eq!(
+            read.load(std::sync::atomic::Ordering::Relaxed),
+            size,
+            "{} read whole, as stored",
+            path.display()
+        );
+    }
+    assert_eq!(FileCustomerSource::stdin().stored_size(), None);
+    assert_eq!(
+        FileCustomerSource::from_path(dir.path()).stored_size(),
+        None
+    );
+}
+
+#[tokio::test]
 async fn a_dash_reads_standard_input() {
     let shown = format!("{:?}", FileCustomerSource::from_input("-"));
     assert!(shown.contains("standard input"), "{shown}");
@@ -171,7 +208,10 @@ async fn changed_since_keeps_later_customers_and_those_without_a_date() {
         [ok("c2"), bad("line 3"), ok("c4")]
     );
     let array = FileCustomerSource::from_path(fixture("customers-array.json"));
-    assert_eq!(walk_source(&array, since).await, [bad("index 1"), ok("c3")]);
+    assert_eq!(
+        walk_source(&array, since).await,
+        [bad("line 9 (array index 1)"), ok("c3")]
+    );
 }
 
 #[tokio::test]

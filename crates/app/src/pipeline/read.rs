@@ -47,8 +47,12 @@ impl Feed<'_> {
                     customer_id,
                     reason,
                 } => self.live.skipped(&customer_id, &reason),
-                Decision::Rejected { customer_id, error } => {
-                    self.live.rejected(&customer_id, &error);
+                Decision::Rejected {
+                    customer_id,
+                    reason,
+                    ..
+                } => {
+                    self.live.rejected(&customer_id, &reason);
                 }
                 Decision::Refused { customer_id } => {
                     self.live

@@ -13,6 +13,76 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 const REQUESTS: &str = "webhook_requests_total";
 /// Time to answer a webhook request, in seconds.
 const DURATION: &str = "webhook_request_duration_seconds";
+/// Time per request to Segment, in seconds (recorded by the Segment adapter).
+const SEGMENT_DURATION: &str = "segment_request_duration_seconds";
+/// Messages by their final outcome (counted by the Segment adapter, and by the
+/// service for a message rejected before it was sent).
+pub(crate) const SEGMENT_MESSAGES: &str = "segment_messages_total";
+
+/// Every `outcome` of [`REQUESTS`], as [`OutcomeLabel`]s name them.
+const REQUEST_OUTCOMES: &[&str] = &[
+    "delivered",
+    "unchanged",
+    "stale",
+    "skipped",
+    "rejected",
+    "queued",
+    "ignored",
+    "unauthorized",
+    "bad_request",
+    "error",
+];
+
+/// Which series of a counter exist at 0 from start-up.
+enum AtStart {
+    /// The one series without labels.
+    Unlabelled,
+    /// One series per value of the label.
+    Labelled(&'static str, &'static [&'static str]),
+    /// None: the label's values are known only from the first event.
+    Nothing,
+}
+
+/// The counters, their help and the series each starts with at 0, so that an
+/// alert on a series (`outcome="error"`) works before its first event.
+const COUNTERS: &[(&str, &str, AtStart)] = &[
+    (
+        REQUESTS,
+        "Webhook requests, by outcome",
+        AtStart::Labelled("outcome", REQUEST_OUTCOMES),
+    ),
+    (
+        "webhook_requests_coalesced_total",
+        "Webhook requests that joined the work of a redelivery of the same message already in progress",
+        AtStart::Unlabelled,
+    ),
+    (
+        "webhook_connections_refused_total",
+        "Connections closed at once because WEBHOOK_MAX_CONNECTIONS were open",
+        AtStart::Unlabelled,
+    ),
+    (
+        "segment_requests_total",
+        "Requests to Segment's /v1/batch, by HTTP status (or timeout, connection)",
+        AtStart::Nothing,
+    ),
+    (
+        "segment_retries_total",
+        "Batch requests to Segment sent again",
+        AtStart::Unlabelled,
+    ),
+    (
+        SEGMENT_MESSAGES,
+        "Messages to Segment, by final outcome",
+        AtStart::Labelled("outcome", &["delivered", "rejected", "failed"]),
+    ),
+];
+
+/// The histograms and their help.
+const HISTOGRAMS: &[(&str, &str)] = &[
+    (DURATION, "Time to answer a webhook request"),
+    (SEGMENT_DURATION, "Time per request to Segment"),
+];
 
 /// Upper bounds of the duration buckets: a delivery waits for a Segment batch,
 /// so most answers land between 10 ms and a few seconds.
@@ -36,20 +106,37 @@ pub fn install_metrics() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Full(DURATION.to_owned()), DURATION_BUCKETS)
+            // Histograms with buckets, not summaries: summaries fall to 0 when idle
+            // and cannot be aggregated across replicas.
+            let builder = HISTOGRAMS
+                .iter()
+                .try_fold(PrometheusBuilder::new(), |builder, (name, _)| {
+                    builder
+                        .set_buckets_for_metric(Matcher::Full((*name).to_owned()), DURATION_BUCKETS)
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder is already installed; /metrics will be empty");
             }
-            metrics::describe_counter!(REQUESTS, "Webhook requests, by outcome");
-            metrics::describe_histogram!(
-                DURATION,
-                metrics::Unit::Seconds,
-                "Time to answer a webhook request"
-            );
+            for (name, help, at_start) in COUNTERS {
+                metrics::describe_counter!(*name, *help);
+                match at_start {
+                    AtStart::Unlabelled => metrics::counter!(*name).absolute(0),
+                    AtStart::Labelled(label, values) => {
+                        for value in *values {
+                            metrics::counter!(*name, *label => *value).absolute(0);
+                        }
+                    }
+                    AtStart::Nothing => {}
+                }
+            }
+            for (name, help) in HISTOGRAMS {
+                metrics::describe_histogram!(*name, metrics::Unit::Seconds, *help);
+                // Registered, so that its buckets are there at 0.
+                let _registered = metrics::histogram!(*name);
+            }
             handle
         })
         .clone()

@@ -26,10 +26,12 @@ use segment_sync_ports::{CustomerSource, SegmentClient, SegmentError, SyncStateS
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use crate::privacy::Deletions;
 use crate::service::SyncService;
 
 pub use self::auth::{WebhookToken, WebhookTokenError};
 pub use self::metrics::install_metrics;
+pub(crate) use self::metrics::SEGMENT_MESSAGES;
 
 /// Where commercetools (or the queue in front of it) posts its messages.
 pub const WEBHOOK_PATH: &str = "/webhooks/commercetools";
@@ -72,6 +74,8 @@ pub struct ServeDeps {
     pub state: Arc<dyn SyncStateStore>,
     /// The shared secret requests must carry; `None` accepts every request.
     pub token: Option<WebhookToken>,
+    /// Customer deletions: erased from the state, regulated in Segment.
+    pub deletions: Arc<Deletions>,
 }
 
 /// How the server runs, as the command line chose.
@@ -213,6 +217,9 @@ pub async fn serve(
     }
     let metrics = install_metrics();
     let segment = Arc::clone(&deps.segment);
+    let (stop_regulator, regulator_stopped) = tokio::sync::watch::channel(false);
+    let regulator =
+        tokio::spawn(Arc::clone(&deps.deletions).regulate_in_background(regulator_stopped));
     let (workers, mut workers_done) = mpsc::channel(1);
     let app = build_router(deps, metrics.clone(), options, workers);
 
@@ -230,6 +237,14 @@ pub async fn serve(
     upkeep.abort();
     tracing::info!("webhook stopped accepting; flushing Segment");
 
+    // Deletions queued by now go to Segment before the exit (or wait, queued,
+    // for the next start).
+    let _ = stop_regulator.send(true);
+    if tokio::time::timeout_at(deadline, regulator).await.is_err() {
+        tracing::warn!(
+            "queued deletions not sent before the shutdown deadline; the next start sends them"
+        );
+    }
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
     let flushed = segment.close_and_flush(left).await;
     // A request whose client went away (or timed out) leaves its worker running

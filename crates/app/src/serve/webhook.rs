@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use segment_sync_domain::webhook::{decode, WebhookEvent};
 use segment_sync_domain::{Customer, SkipReason};
-use segment_sync_ports::SyncStateStore;
+use segment_sync_ports::{Subject, SyncStateStore};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -135,6 +135,9 @@ pub(super) enum Reply {
     /// Can never be delivered as it is; it is in the dead letters. Answered 200,
     /// so that the sender (Pub/Sub redelivers any non-2xx for days) stops.
     Rejected(String),
+    /// A deletion: the customer is erased here and its deletion in Segment is
+    /// durably queued.
+    Queued,
     /// Valid, but nothing to do.
     Ignored,
     SubscriptionConfirmationLogged,
@@ -170,6 +173,11 @@ pub(super) fn reply(reply: Reply) -> Response {
             StatusCode::OK,
             Some(json!({"status": "rejected", "reason": reason})),
             "rejected",
+        ),
+        Reply::Queued => (
+            StatusCode::ACCEPTED,
+            Some(json!({"status": "queued"})),
+            "queued",
         ),
         Reply::Ignored => (StatusCode::NO_CONTENT, None, "ignored"),
         Reply::SubscriptionConfirmationLogged => (
@@ -343,10 +351,7 @@ async fn handle(deps: &ServeDeps, event: WebhookEvent, deadline: Instant) -> Rep
                 }
             }
         }
-        WebhookEvent::CustomerDeleted { id } => {
-            tracing::info!(customer_id = %id, "customer deleted in commercetools; its Segment profile is left as is");
-            Reply::Ignored
-        }
+        WebhookEvent::CustomerDeleted { id } => forget(deps, id).await,
         WebhookEvent::NotForUs { why } => {
             tracing::info!(%why, "webhook message needs nothing");
             Reply::Ignored
@@ -360,6 +365,33 @@ async fn handle(deps: &ServeDeps, event: WebhookEvent, deadline: Instant) -> Rep
             let _ = other;
             tracing::warn!("webhook event this version does not act on");
             Reply::Ignored
+        }
+    }
+}
+
+/// A customer deleted in commercetools: with `SEGMENT_DELETION` on, erased here
+/// and its deletion in Segment queued (sent within seconds by the regulator).
+async fn forget(deps: &ServeDeps, id: String) -> Reply {
+    if !deps.deletions.regulates() {
+        tracing::info!(customer_id = %id, "customer deleted in commercetools; SEGMENT_DELETION is off, so its Segment profile is left as is");
+        return Reply::Ignored;
+    }
+    match deps
+        .deletions
+        .forget(&[Subject::CustomerId(id.clone())])
+        .await
+    {
+        Ok(answers) if answers.iter().any(|answer| !answer.is_empty()) => {
+            tracing::info!(customer_id = %id, "customer deleted in commercetools: erased here, its deletion in Segment queued");
+            Reply::Queued
+        }
+        Ok(_) => {
+            tracing::info!(customer_id = %id, "customer deleted in commercetools was never sent to Segment; nothing to do");
+            Reply::Ignored
+        }
+        Err(error) => {
+            tracing::error!(customer_id = %id, %error, "cannot erase the deleted customer");
+            Reply::Error
         }
     }
 }

@@ -134,6 +134,9 @@ pub enum Decision {
         customer_id: String,
         /// Why, as the contract names it.
         error: DeliveryError,
+        /// Why, in full, as its dead letter says it (a malformed record's
+        /// position and fault).
+        reason: String,
     },
 }
 
@@ -368,6 +371,7 @@ impl SyncService {
                     match judge(&message, held, refused, resend_unchanged) {
                         Judged::Send => Decision::Send(message),
                         Judged::Refused => {
+                            count_rejected_unsent();
                             let customer_id = message.customer_id().to_owned();
                             settled_now.push((message, false));
                             Decision::Refused { customer_id }
@@ -392,9 +396,15 @@ impl SyncService {
                     reason,
                 },
                 Classified::Rejected { error, letter } => {
+                    count_rejected_unsent();
                     let customer_id = letter.customer_id.clone();
+                    let reason = letter.reason.clone();
                     letters.push(letter);
-                    Decision::Rejected { customer_id, error }
+                    Decision::Rejected {
+                        customer_id,
+                        error,
+                        reason,
+                    }
                 }
             });
         }
@@ -631,6 +641,13 @@ impl SyncService {
             Outcome::Failed(error) => Delivery::Failed(error),
         })
     }
+}
+
+/// Counts a message rejected without being sent (it cannot be sent as it is, or
+/// Segment refused this content before): the Segment adapter counts only what it
+/// sends, so a message's final outcome is counted once, here.
+fn count_rejected_unsent() {
+    metrics::counter!(crate::serve::SEGMENT_MESSAGES, "outcome" => "rejected").increment(1);
 }
 
 /// What a message is, given what Segment has of its customer and what it refused.

@@ -241,6 +241,14 @@ impl Flags {
                 ..Self::default()
             },
             Command::State(_) => Self::default(),
+            Command::Forget(args) => Self {
+                state: state(&args.state),
+                ..Self::default()
+            },
+            Command::Deletions(args) => Self {
+                state: state(&args.state),
+                ..Self::default()
+            },
             Command::Runs(args) => Self {
                 state: state(&args.state),
                 ..Self::default()
@@ -439,6 +447,7 @@ sections!(A, B);
 sections!(A, B, C);
 sections!(A, B, C, D);
 sections!(A, B, C, D, E);
+sections!(A, B, C, D, E, F);
 
 /// Collects a section's errors while its parts are parsed.
 #[derive(Default)]

@@ -132,7 +132,7 @@ async fn dead_letters_list_json_shows_payloads_as_objects_and_kinds_in_lowercase
 }
 
 #[tokio::test]
-async fn runs_show_the_same_status_words_as_their_json_and_how_long_they_took() {
+async fn runs_show_their_source_status_words_duration_and_counts_in_text_as_in_json() {
     let segment = FakeSegment::start(SegmentMode::Accept).await;
     let app = App::new().with_fakes(&segment, None);
     let input = app.write_file("in.ndjson", &ndjson(&[numbered_json(1)]));
@@ -141,8 +141,17 @@ async fn runs_show_the_same_status_words_as_their_json_and_how_long_they_took() 
 
     let json: Value = serde_json::from_str(&stdout(&app.run(&["runs", "--json"]).await)).unwrap();
     assert_eq!(json[0]["status"], "succeeded");
+    let source = format!("file {}", input.display());
+    assert_eq!(json[0]["source"], source.as_str());
+    assert!(json[0]["duration_ms"].is_u64(), "{json}");
+    assert_eq!(json[0]["counts"]["sent"], 1);
     let text = stdout(&app.run(&["runs"]).await);
+    assert!(
+        text.starts_with(&format!("#1 sync from {source} ")),
+        "{text}"
+    );
     assert!(text.contains(" succeeded took="), "{text}");
+    assert!(text.contains(" read=1 sent=1 "), "{text}");
 }
 
 #[tokio::test]
@@ -261,4 +270,145 @@ async fn each_customer_not_sent_is_logged_by_id_and_reason_up_to_a_limit() {
         !err.to_lowercase().contains("@example.com"),
         "no email in the logs"
     );
+}
+
+#[tokio::test]
+async fn since_with_input_keeps_only_later_customers_and_the_log_says_which() {
+    let segment = FakeSegment::start(SegmentMode::Accept).await;
+    let app = App::new()
+        .with_fakes(&segment, None)
+        .env("RUST_LOG", "info");
+    let mut customers: Vec<Value> = (0..3).map(numbered_json).collect();
+    customers[1]["lastModifiedAt"] = "2024-06-01T00:00:00.000Z".into();
+    let input = app.write_file("in.ndjson", &ndjson(&customers));
+    let output = app
+        .run(&[
+            "sync",
+            "--input",
+            input.to_str().unwrap(),
+            "--since",
+            "2024-05-15T00:00:00Z",
+            "--json",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(summary(&output)["read"], 1);
+    assert_eq!(segment.message_count(), 1);
+    let starting = log_lines(&stderr(&output), "sync starting");
+    assert_eq!(
+        starting[0]["query"], "changed since 2024-05-15T00:00:00Z",
+        "the filter is said, not silent"
+    );
+}
+
+/// Whether a logged value reads like Rust's debug formatting rather than a plain
+/// value: `Some(2)`, `None`, `ChangedSince(…)`, a quoted string.
+fn looks_like_debug(value: &Value) -> bool {
+    let Some(text) = value.as_str() else {
+        return false;
+    };
+    let variant = text.split_once('(').is_some_and(|(head, _)| {
+        !head.is_empty()
+            && head.chars().all(char::is_alphanumeric)
+            && head.starts_with(char::is_uppercase)
+    });
+    variant || text == "None" || text.starts_with('"')
+}
+
+#[tokio::test]
+async fn log_fields_are_plain_values_and_a_malformed_array_element_is_named_by_its_line() {
+    let segment = FakeSegment::start(SegmentMode::Down).await;
+    let app = App::new()
+        .with_fakes(&segment, None)
+        .env("SEGMENT_MAX_ATTEMPTS", "2")
+        .env(
+            "RUST_LOG",
+            "segment_sync=debug,segment_sync_adapters=debug,warn",
+        );
+    let mut bad = numbered_json(1);
+    bad["addresses"] = "not a list".into();
+    let export = format!(
+        "[\n{},\n{},\n{}\n]\n",
+        serde_json::to_string_pretty(&numbered_json(0)).unwrap(),
+        serde_json::to_string_pretty(&bad).unwrap(),
+        serde_json::to_string_pretty(&without_email(numbered_json(2))).unwrap(),
+    );
+    // `[` is line 1; the bad customer starts on the line after the first one's.
+    let first_lines = serde_json::to_string_pretty(&numbered_json(0))
+        .unwrap()
+        .lines()
+        .count();
+    let bad_starts_on = 2 + first_lines;
+    let fault_on = 1 + export
+        .lines()
+        .position(|l| l.contains("not a list"))
+        .expect("the fault is in the export");
+    let input = app.write_file("in.json", &export);
+    let output = app.run(&["sync", "--input", input.to_str().unwrap()]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+
+    let lines: Vec<Value> = err
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(lines.len() > 5, "{err}");
+    for line in &lines {
+        for (field, value) in line.as_object().unwrap() {
+            assert!(
+                !looks_like_debug(value),
+                "{field} is debug-formatted in {line}"
+            );
+        }
+    }
+    let rejected = log_lines(&err, "customer rejected; it is in the dead letters");
+    let reason = rejected[0]["reason"].as_str().unwrap();
+    for expected in [
+        format!("Invalid payload at line {bad_starts_on} (array index 1): "),
+        format!(" at line {fault_on} column "),
+    ] {
+        assert!(reason.contains(&expected), "{reason} names {expected}");
+    }
+}
+
+#[tokio::test]
+async fn pretty_logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let segment = FakeSegment::start(SegmentMode::Accept).await;
+    let app = App::new()
+        .with_fakes(&segment, None)
+        .env("LOG_FORMAT", "pretty")
+        .env("RUST_LOG", "info");
+    let input = app.write_file("in.ndjson", &ndjson(&[numbered_json(1)]));
+    let output = app.run(&["sync", "--input", input.to_str().unwrap()]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(
+        err.contains("INFO") && err.contains("sync starting"),
+        "{err}"
+    );
+    assert!(!err.contains('\u{1b}'), "colour codes in {err:?}");
+}
+
+#[tokio::test]
+async fn a_dead_letters_attempts_count_the_runs_that_failed_it_not_the_requests() {
+    let segment = FakeSegment::start(SegmentMode::Down).await;
+    let app = App::new()
+        .with_fakes(&segment, None)
+        .env("SEGMENT_MAX_ATTEMPTS", "3");
+    let input = app.write_file("in.ndjson", &ndjson(&[numbered_json(1)]));
+    let attempts = |output: std::process::Output| -> Value {
+        let letters: Value = serde_json::from_str(&stdout(&output)).unwrap();
+        letters[0]["attempts"].clone()
+    };
+
+    let first = app.run(&["sync", "--input", input.to_str().unwrap()]).await;
+    assert_eq!(first.status.code(), Some(1), "{}", stderr(&first));
+    assert!(segment.requests() >= 3, "three requests in the run");
+    let listed = app.run(&["dead-letters", "list", "--json"]).await;
+    assert_eq!(attempts(listed), 1, "one run, whatever its requests");
+
+    let second = app.run(&["sync", "--input", input.to_str().unwrap()]).await;
+    assert_eq!(second.status.code(), Some(1), "{}", stderr(&second));
+    let listed = app.run(&["dead-letters", "list", "--json"]).await;
+    assert_eq!(attempts(listed), 2);
 }

@@ -9,12 +9,14 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use base64::Engine as _;
+use segment_sync::privacy::{Deletions, Regulator};
 use segment_sync::serve::{install_metrics, router_with_timeout, ServeDeps, WebhookToken};
 use segment_sync::service::SyncService;
 use segment_sync_domain::UserIdStrategy;
+use segment_sync_ports::RegulationType;
 pub use segment_sync_testkit::customers::{customer, customer_created, customer_json};
 pub use segment_sync_testkit::memory::{
-    Gate, MemorySegment, MemorySource, MemoryStateStore, SegmentBehaviour,
+    Gate, MemoryRegulations, MemorySegment, MemorySource, MemoryStateStore, SegmentBehaviour,
 };
 pub use segment_sync_testkit::DEADLINE;
 use serde_json::{json, Value};
@@ -70,6 +72,11 @@ pub struct TestApp {
     pub source: Arc<MemorySource>,
     /// What it remembers.
     pub state: Arc<MemoryStateStore>,
+    /// Customer deletions (not reaching Segment unless made with
+    /// [`TestApp::deleting`]).
+    pub deletions: Arc<Deletions>,
+    /// Segment's Public API, for [`TestApp::deleting`].
+    pub regulations: MemoryRegulations,
 }
 
 impl TestApp {
@@ -80,17 +87,36 @@ impl TestApp {
 
     /// With this token (or none) and request timeout.
     pub fn with(token: Option<&str>, request_timeout: Duration) -> Self {
+        Self::build(token, request_timeout, None)
+    }
+
+    /// With `SEGMENT_DELETION` on as `kind`: deletions reach [`TestApp::regulations`]
+    /// when [`Deletions::send_queued`] runs.
+    pub fn deleting(kind: RegulationType) -> Self {
+        Self::build(Some(TOKEN), Duration::from_secs(10), Some(kind))
+    }
+
+    fn build(token: Option<&str>, request_timeout: Duration, kind: Option<RegulationType>) -> Self {
         init_logs();
         let segment = Arc::new(MemorySegment::new());
         let source = Arc::new(MemorySource::new());
         let state = Arc::new(MemoryStateStore::new());
-        let deps = deps(&segment, &source, &state, token);
+        let regulations = MemoryRegulations::new();
+        let mut deps = deps(&segment, &source, &state, token);
+        let regulator = kind.map(|kind| Regulator {
+            client: Arc::new(regulations.clone()),
+            kind,
+        });
+        deps.deletions = Arc::new(Deletions::new(state.clone(), regulator));
+        let deletions = Arc::clone(&deps.deletions);
         let router = router_with_timeout(deps, install_metrics(), request_timeout);
         Self {
             router,
             segment,
             source,
             state,
+            deletions,
+            regulations,
         }
     }
 
@@ -141,6 +167,7 @@ pub fn deps(
         source: source.clone(),
         state: state.clone(),
         token: token.map(|t| WebhookToken::parse(t).expect("a valid token")),
+        deletions: Arc::new(Deletions::new(state.clone(), None)),
     }
 }
 

@@ -242,6 +242,32 @@ async fn an_invalid_write_key_aborts_with_exit_3() {
 }
 
 #[tokio::test]
+async fn after_an_invalid_write_key_the_next_run_sends_every_customer_it_could_not() {
+    let segment = FakeSegment::start(SegmentMode::Unauthorized).await;
+    let ctp = FakeCommercetools::start(numbered_jsons(20)).await;
+    let app = App::new().with_fakes(&segment, Some(&ctp));
+    let aborted = app.run(&["sync", "--json"]).await;
+    assert_eq!(
+        aborted.status.code(),
+        Some(3),
+        "stderr: {}",
+        stderr(&aborted)
+    );
+
+    segment.set_mode(SegmentMode::Accept);
+    let next = app.run(&["sync", "--json"]).await;
+    assert_eq!(next.status.code(), Some(0), "stderr: {}", stderr(&next));
+    assert_eq!(summary(&next)["sent"], 20);
+    assert_eq!(segment.deliveries_by_user().len(), 20);
+    let letters = app.run(&["dead-letters", "list", "--json"]).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout(&letters)).unwrap(),
+        json!([]),
+        "nothing left to replay"
+    );
+}
+
+#[tokio::test]
 async fn an_oversize_customer_is_rejected_and_the_rest_delivered() {
     let mut customers: Vec<Value> = numbered_jsons(30);
     customers[5]["custom"]["fields"]["notes"] = json!("x".repeat(40 * 1024));
@@ -316,7 +342,12 @@ async fn an_interrupted_sync_records_what_was_in_flight_and_exits_130() {
     let ctp = FakeCommercetools::start(customers).await;
     let app = App::new().with_fakes(&segment, Some(&ctp));
 
-    let child = app.command(&["sync", "--json"]).spawn().unwrap();
+    let child = app
+        .command(&["sync", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     segment
         .wait_for_messages(5_000, Duration::from_secs(120))
         .await;
@@ -336,6 +367,22 @@ async fn an_interrupted_sync_records_what_was_in_flight_and_exits_130() {
     );
     let acknowledged = segment.deliveries_by_user().len();
     assert!(acknowledged < 50_000, "interrupted before the end");
+    let said: Vec<Value> = stderr(&output)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("sync interrupted"))
+        })
+        .collect();
+    assert_eq!(said.len(), 1, "stderr: {}", stderr(&output));
+    assert_eq!(said[0]["signal"], "SIGINT");
+    assert!(
+        !said[0]["target"].as_str().unwrap().contains("serve"),
+        "logged under the sync: {}",
+        said[0]
+    );
 
     let store =
         segment_sync_adapters::sqlite_state::SqliteStateStore::open(&app.state_path()).unwrap();

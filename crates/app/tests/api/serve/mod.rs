@@ -4,6 +4,7 @@
 mod auth;
 mod bodies;
 mod connections;
+mod deletions;
 mod messages;
 mod operations;
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use segment_sync::serve::{serve, ServeOptions};
+use segment_sync_domain::DeliveryError;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -42,6 +43,41 @@ async fn metrics_count_requests_by_outcome() {
     assert!(
         after.contains("# TYPE webhook_request_duration_seconds histogram"),
         "{after}"
+    );
+}
+
+#[tokio::test]
+async fn a_message_rejected_without_sending_counts_as_a_rejected_segment_message() {
+    let app = TestApp::new();
+    let series = "segment_messages_total{outcome=\"rejected\"}";
+    let before = String::from_utf8(app.get("/metrics").await.body.to_vec()).unwrap();
+    let mut big = ada();
+    big["custom"] = json!({"type": {"typeId": "type", "id": "t"},
+                           "fields": {"notes": "x".repeat(40 * 1024)}});
+
+    let response = app.post_json(&customer_created(&big)).await;
+
+    assert_eq!(response.json()["status"], "rejected");
+    let after = String::from_utf8(app.get("/metrics").await.body.to_vec()).unwrap();
+    assert!(
+        sample(&after, series) >= sample(&before, series) + 1.0,
+        "{series} moved:\n{after}"
+    );
+
+    // Content Segment refused before is answered rejected again, unsent: counted.
+    app.segment
+        .behave(SegmentBehaviour::Reject(DeliveryError::BadRequest {
+            detail: None,
+        }));
+    let body = customer_created(&ada());
+    app.post_json(&body).await;
+    let before = String::from_utf8(app.get("/metrics").await.body.to_vec()).unwrap();
+    let again = app.post_json(&body).await;
+    assert_eq!(again.json()["status"], "rejected");
+    let after = String::from_utf8(app.get("/metrics").await.body.to_vec()).unwrap();
+    assert!(
+        sample(&after, series) >= sample(&before, series) + 1.0,
+        "{series} moved for the refused content:\n{after}"
     );
 }
 
