@@ -19,7 +19,7 @@ use crate::pipeline::{
 use crate::serve::{self, ServeDeps, ServeOptions};
 use crate::service::{classify, Classified, SyncService};
 use crate::settings::{Settings, SourceSettings, StateLocation};
-use crate::wiring;
+use crate::{privacy, wiring};
 use crate::{Exit, Failure};
 
 /// `segment-sync sync`.
@@ -32,12 +32,13 @@ pub async fn sync(args: &SyncArgs, settings: &Settings) -> Result<Exit, Failure>
         let source = wiring::source(source)?.port;
         return dry_run(source.as_ref(), query, rules, args.json).await;
     }
-    let (rules, segment, source_settings, state, retention) = Settings::require((
+    let (rules, segment, source_settings, state, retention, deletion) = Settings::require((
         &settings.rules,
         &settings.segment,
         &settings.source,
         &settings.state,
         &settings.retention,
+        &settings.deletion,
     ))?;
     let (source, extent) = wiring::source_and_extent(source_settings)?;
     let source = source.port;
@@ -46,6 +47,7 @@ pub async fn sync(args: &SyncArgs, settings: &Settings) -> Result<Exit, Failure>
         segment: wiring::segment(segment)?.port,
     };
     purge_letters(ports.state.as_ref(), *retention).await?;
+    let deletions = wiring::deletions(Arc::clone(&ports.state), deletion.as_ref())?;
     let extent = match (extent, source_settings) {
         (Extent::Unknown, SourceSettings::Api(_)) => api_extent(ports.state.as_ref(), args).await,
         (extent, _) => extent,
@@ -76,6 +78,11 @@ pub async fn sync(args: &SyncArgs, settings: &Settings) -> Result<Exit, Failure>
     )
     .await;
     progress.finish();
+    if let Ok(report) = &report {
+        privacy::after_sync(&deletions, report.gone.as_deref())
+            .await
+            .map_err(fatal)?;
+    }
     conclude(report, clock, args.json)
 }
 
@@ -148,11 +155,13 @@ fn conclude(report: Result<Report, Abort>, clock: Instant, json: bool) -> Result
         (true, false) => RulesNote::ChangedComparedSome,
     };
     let mut out = Stdout::default();
+    let gone = report.gone.as_ref().map(|gone| gone.len() as u64);
     summary(
         &report.counts,
         clock.elapsed(),
         Mode::Sent,
         rules,
+        gone,
         json,
         &mut out,
     )?;
@@ -235,6 +244,7 @@ async fn dry_run(
         clock.elapsed(),
         Mode::DryRun,
         RulesNote::Unchanged,
+        None,
         json,
         &mut out,
     )?;

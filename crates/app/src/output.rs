@@ -178,6 +178,9 @@ struct JsonSummary {
     /// Only when true, so that the summary of contract §7 is otherwise unchanged.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     rules_changed: bool,
+    /// Only after a complete `--full` walk of the API: customers no longer there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gone: Option<u64>,
 }
 
 /// What a sync's summary says about the identify rules (the `userId` strategy
@@ -225,12 +228,14 @@ pub enum Mode {
 }
 
 /// Prints the summary: a line on stderr (and one more when the identify rules
-/// changed), and with `json` one object on `out`.
+/// changed), and with `json` one object on `out`. `gone`: how many customers a
+/// complete walk of the API found no longer there, when it looked.
 pub fn summary(
     counts: &RunCounts,
     elapsed: Duration,
     mode: Mode,
     rules: RulesNote,
+    gone: Option<u64>,
     json: bool,
     out: &mut Stdout,
 ) -> Result<(), Failure> {
@@ -238,8 +243,9 @@ pub fn summary(
         Mode::Sent => "sent",
         Mode::DryRun => "would send",
     };
+    let gone_note = gone.map(|n| format!(", gone {n}")).unwrap_or_default();
     eprintln!(
-        "{} in {:.2} s",
+        "{}{gone_note} in {:.2} s",
         describe_as(counts, elapsed, sent).replace(" · ", ", "),
         elapsed.as_secs_f64()
     );
@@ -256,6 +262,7 @@ pub fn summary(
             failed: counts.failed,
             duration_ms: elapsed.as_millis(),
             rules_changed: rules != RulesNote::Unchanged,
+            gone,
         };
         out.json_line(&summary)?;
     }

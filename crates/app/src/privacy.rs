@@ -219,6 +219,36 @@ impl Deletions {
     }
 }
 
+/// What a sync does for deletions once its walk is over: the customers it found
+/// `gone` are erased and regulated (with `SEGMENT_DELETION` on; else only
+/// reported), and what is queued is sent.
+pub async fn after_sync(
+    deletions: &Deletions,
+    gone: Option<&[String]>,
+) -> Result<(), DeletionError> {
+    let gone = gone.unwrap_or_default();
+    if !gone.is_empty() && deletions.regulates() {
+        for ids in gone.chunks(500) {
+            let subjects: Vec<Subject> = ids.iter().cloned().map(Subject::CustomerId).collect();
+            deletions.forget(&subjects).await?;
+        }
+        tracing::info!(
+            gone = gone.len(),
+            "customers gone from commercetools: erased here, their deletion in Segment queued"
+        );
+    } else if !gone.is_empty() {
+        tracing::warn!(gone = gone.len(), "customers in the state no longer exist in commercetools; SEGMENT_DELETION is off, so their Segment profiles are left as they are");
+    }
+    match deletions.send_queued().await {
+        Ok(_) => Ok(()),
+        Err(error @ DeletionError::Regulation(RegulationError::Unauthorized { .. })) => Err(error),
+        Err(error) => {
+            tracing::warn!(%error, "queued deletions not sent; the next run sends them");
+            Ok(())
+        }
+    }
+}
+
 /// The first instant of `now`'s calendar month, UTC: Segment counts regulated
 /// users per calendar month.
 pub fn month_start(now: OffsetDateTime) -> OffsetDateTime {

@@ -9,6 +9,7 @@
 //! only when its [`Plan`] allows and nothing failed.
 
 mod counts;
+mod gone;
 mod log;
 mod plan;
 mod read;
@@ -103,6 +104,9 @@ pub struct Report {
     /// not stopped early. When the rules changed and it did not, the next sync
     /// compares every customer again.
     pub compared_all: bool,
+    /// After a complete `--full` walk of a source that knows every customer (the
+    /// API): the customers delivered earlier that it no longer has.
+    pub gone: Option<Vec<String>>,
 }
 
 impl Report {
@@ -176,6 +180,11 @@ pub async fn sync(
     let holder = segment_sync_ports::run_holder(lease.id());
     let holder = holder.as_str();
     let fed = Arc::clone(&live);
+    // Only a walk of every customer of the API can tell that one is gone.
+    let looks_for_gone =
+        request.full && plan.query == CustomerQuery::All && source.capabilities().tracks_changes;
+    let mut seen = looks_for_gone.then(gone::Seen::default);
+    let noted = &mut seen;
     let (counts, abort) = drive(
         ports,
         service,
@@ -190,7 +199,8 @@ pub async fn sync(
                 fatal: &fatal,
                 sent_tx: &sent_tx,
             };
-            read::read_and_send(source, &feed, plan.query, request.full, &mut interrupt).await
+            let query = plan.query;
+            read::read_and_send(source, &feed, query, request.full, noted, &mut interrupt).await
         },
     )
     .await;
@@ -206,9 +216,14 @@ pub async fn sync(
     if (compared_all && counts.failed == 0) || mark.is_none() {
         ports.state.set_rules_fingerprint(rules).await?;
     }
+    let gone = match seen {
+        Some(seen) if abort.is_none() => Some(seen.gone(ports.state.as_ref()).await?),
+        _ => None,
+    };
     let mut report = finish(ports, lease, &live, counts, abort, options.drain_timeout).await?;
     report.rules_changed = rules_changed;
     report.compared_all = compared_all;
+    report.gone = gone;
     Ok(report)
 }
 
@@ -297,6 +312,7 @@ async fn finish(
         last_failure: live.last_failure(),
         rules_changed: false,
         compared_all: false,
+        gone: None,
     };
     ports
         .state

@@ -93,6 +93,7 @@ pub(super) async fn read_and_send(
     feed: &Feed<'_>,
     query: CustomerQuery,
     resend_unchanged: bool,
+    seen: &mut Option<super::gone::Seen>,
     interrupt: &mut watch::Receiver<bool>,
 ) -> Result<(), Abort> {
     let mut pages = read_ahead(source.customers(query).await?);
@@ -110,6 +111,9 @@ pub(super) async fn read_and_send(
         };
         let Some(page) = page else { break };
         feed.live.read(page.records.len() as u64);
+        if let Some(seen) = seen {
+            seen.note(&page.records);
+        }
         let decisions = feed
             .service
             .decide(page.records, resend_unchanged, feed.holder)

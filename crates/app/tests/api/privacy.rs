@@ -4,6 +4,8 @@ use segment_sync_adapters::sqlite_state::SqliteStateStore;
 use segment_sync_domain::sync::{DeadLetter, DeadLetterKind};
 use segment_sync_ports::SyncStateStore;
 
+use segment_sync_testkit::fake_public_api::{FakePublicApi, TOKEN as PUBLIC_API_TOKEN};
+
 use crate::helpers::*;
 
 /// A failed dead letter of `customer_id` recorded `days` ago.
@@ -176,4 +178,258 @@ async fn a_malformed_record_is_described_without_its_values() {
     for (what, text) in [("log", stderr(&run)), ("dead letters", listed)] {
         assert!(!text.contains(secret), "the {what} quote a value: {text}");
     }
+}
+
+/// An app whose deletions reach `public_api`, as `suppress_with_delete`.
+fn deleting(app: App, public_api: &FakePublicApi) -> App {
+    app.env("SEGMENT_DELETION", "suppress_with_delete")
+        .env("SEGMENT_PUBLIC_API_URL", public_api.url())
+        .env("SEGMENT_PUBLIC_API_TOKEN", PUBLIC_API_TOKEN)
+}
+
+/// The userId numbered customer `n` is sent as.
+fn user_id(n: usize) -> String {
+    format!("customer{n}@example.com")
+}
+
+#[tokio::test]
+async fn forget_by_email_and_by_id_erases_here_and_regulates_in_segment() {
+    let segment = FakeSegment::start(SegmentMode::Accept).await;
+    let public_api = FakePublicApi::start().await;
+    let app = deleting(App::new().with_fakes(&segment, None), &public_api);
+    let input = app.write_file("in.ndjson", &ndjson(&numbered_jsons(5)));
+    let first = app.run(&["sync", "--input", input.to_str().unwrap()]).await;
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+
+    let forget = app
+        .run(&["forget", &numbered_id(1), &user_id(2), "nobody@example.com"])
+        .await;
+    assert_eq!(forget.status.code(), Some(0), "{}", stderr(&forget));
+    let said = stdout(&forget);
+    assert!(
+        said.contains(&format!(
+            "{}: erased 1 customer record, 0 dead letters; 1 deletion queued for Segment",
+            numbered_id(1)
+        )),
+        "{said}"
+    );
+    assert!(
+        said.contains("nobody@example.com: nothing stored"),
+        "{said}"
+    );
+    assert!(
+        said.contains("Segment accepted 1 regulation for 2 users"),
+        "{said}"
+    );
+    let regulations = public_api.regulations();
+    assert_eq!(regulations.len(), 1);
+    assert_eq!(regulations[0].regulation_type, "SUPPRESS_WITH_DELETE");
+    assert_eq!(regulations[0].subject_type, "USER_ID");
+    assert_eq!(regulations[0].subject_ids, [user_id(1), user_id(2)]);
+
+    // The next sync sends them again (they are new to the state), and only them.
+    let again = app
+        .run(&["sync", "--input", input.to_str().unwrap(), "--json"])
+        .await;
+    assert_eq!(summary(&again)["sent"], 2, "{}", stderr(&again));
+
+    let regulation = regulations[0].regulation_id.clone().unwrap();
+    public_api.set_status(&regulation, "FINISHED");
+    let listed = app.run(&["deletions", "--refresh", "--json"]).await;
+    assert_eq!(listed.status.code(), Some(0), "{}", stderr(&listed));
+    let listed: serde_json::Value = serde_json::from_str(&stdout(&listed)).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    for deletion in listed {
+        assert_eq!(deletion["regulation_id"], regulation.as_str());
+        assert_eq!(deletion["status"], "FINISHED");
+    }
+    let text = stdout(&app.run(&["deletions"]).await);
+    assert!(
+        text.starts_with("2 of 110000 users regulated this month"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn forget_with_deletion_off_erases_here_only() {
+    let segment = FakeSegment::start(SegmentMode::Accept).await;
+    let app = App::new().with_fakes(&segment, None);
+    let input = app.write_file("in.ndjson", &ndjson(&numbered_jsons(2)));
+    app.run(&["sync", "--input", input.to_str().unwrap()]).await;
+    let list = app.write_file(
+        "forget.txt",
+        &format!("# from the privacy desk\n{}\n\n", numbered_id(0)),
+    );
+
+    let forget = app.run(&["forget", "--file", list.to_str().unwrap()]).await;
+
+    assert_eq!(forget.status.code(), Some(0), "{}", stderr(&forget));
+    let said = stdout(&forget);
+    assert!(
+        said.contains(&format!("{}: erased 1 customer record", numbered_id(0))),
+        "{said}"
+    );
+    assert!(
+        said.contains("SEGMENT_DELETION is off: erased here only"),
+        "{said}"
+    );
+    let nothing = app.run(&["forget"]).await;
+    assert_eq!(nothing.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn a_refused_public_api_token_is_fatal_and_named() {
+    let segment = FakeSegment::start(SegmentMode::Accept).await;
+    let public_api = FakePublicApi::start().await;
+    public_api.refuse_token(403);
+    let app = deleting(App::new().with_fakes(&segment, None), &public_api);
+    let input = app.write_file("in.ndjson", &ndjson(&numbered_jsons(1)));
+    app.run(&["sync", "--input", input.to_str().unwrap()]).await;
+
+    let forget = app.run(&["forget", &numbered_id(0)]).await;
+
+    assert_eq!(forget.status.code(), Some(3), "{}", stderr(&forget));
+    assert!(
+        stderr(&forget).contains("End User Privacy Admin"),
+        "{}",
+        stderr(&forget)
+    );
+    let listed = stdout(&app.run(&["deletions", "--json"]).await);
+    assert!(
+        listed.contains("\"status\": \"queued\""),
+        "kept queued: {listed}"
+    );
+}
+
+#[tokio::test]
+async fn a_full_sync_reports_the_customers_gone_and_regulates_exactly_them() {
+    let segment = FakeSegment::start(SegmentMode::Accept).await;
+    let public_api = FakePublicApi::start().await;
+    let everyone = numbered_jsons(40);
+    let state = tempfile::tempdir().unwrap();
+    let state = state.path().join("shared.db");
+    let state = state.to_str().unwrap();
+    let before = FakeCommercetools::start(everyone.clone()).await;
+    let first = deleting(App::new().with_fakes(&segment, Some(&before)), &public_api)
+        .run(&["sync", "--json", "--state", state])
+        .await;
+    assert_eq!(summary(&first)["sent"], 40, "{}", stderr(&first));
+
+    let removed: Vec<usize> = (0..40).filter(|n| n % 4 == 1).collect();
+    let remaining: Vec<_> = everyone
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| !removed.contains(n))
+        .map(|(_, c)| c.clone())
+        .collect();
+    let after = FakeCommercetools::start(remaining).await;
+    let app = deleting(App::new().with_fakes(&segment, Some(&after)), &public_api);
+    let incremental = app.run(&["sync", "--json", "--state", state]).await;
+    assert!(
+        summary(&incremental).get("gone").is_none(),
+        "only a full walk tells"
+    );
+
+    let full = app
+        .run(&["sync", "--full", "--json", "--state", state])
+        .await;
+
+    assert_eq!(full.status.code(), Some(0), "{}", stderr(&full));
+    assert_eq!(summary(&full)["gone"], 10);
+    assert!(stderr(&full).contains(", gone 10"), "{}", stderr(&full));
+    let mut regulated: Vec<String> = public_api
+        .regulations()
+        .into_iter()
+        .flat_map(|r| r.subject_ids)
+        .collect();
+    regulated.sort();
+    let mut expected: Vec<String> = removed.iter().map(|&n| user_id(n)).collect();
+    expected.sort();
+    assert_eq!(regulated, expected);
+    let again = app
+        .run(&["sync", "--full", "--json", "--state", state])
+        .await;
+    assert_eq!(summary(&again)["gone"], 0, "erased once");
+}
+
+#[tokio::test]
+async fn a_burst_of_webhook_deletions_is_one_regulation_sent_by_shutdown_at_the_latest() {
+    const BURST: usize = 2_500;
+    let segment = FakeSegment::start(SegmentMode::Accept).await;
+    let ctp = FakeCommercetools::start(vec![]).await;
+    let public_api = FakePublicApi::start().await;
+    let app = deleting(App::new().with_fakes(&segment, Some(&ctp)), &public_api)
+        .env("WEBHOOK_TOKEN", "hook-token");
+    let input = app.write_file("in.ndjson", &ndjson(&numbered_jsons(BURST)));
+    let first = app
+        .run(&["sync", "--input", input.to_str().unwrap(), "--json"])
+        .await;
+    assert_eq!(summary(&first)["sent"], BURST as u64, "{}", stderr(&first));
+
+    let mut child = app
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log =
+        segment_sync_testkit::child_log::ChildLog::follow(child.stderr.take().unwrap(), None);
+    let addr = log
+        .listening_addr(std::time::Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("http://{addr}/webhooks/commercetools");
+    let http = reqwest::Client::new();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..32 {
+        let (http, url, next) = (http.clone(), url.clone(), next.clone());
+        clients.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= BURST {
+                    return statuses;
+                }
+                let message = serde_json::json!({
+                    "notificationType": "Message",
+                    "type": "CustomerDeleted",
+                    "resource": {"typeId": "customer", "id": numbered_id(n)},
+                    "resourceVersion": 2,
+                    "version": 2,
+                });
+                let answer = http
+                    .post(&url)
+                    .bearer_auth("hook-token")
+                    .json(&message)
+                    .send()
+                    .await
+                    .unwrap();
+                statuses.push(answer.status().as_u16());
+            }
+        }));
+    }
+    for client in clients {
+        assert!(client.await.unwrap().iter().all(|&status| status == 202));
+    }
+
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0), "{}", log.last_lines());
+
+    let regulations = public_api.regulations();
+    assert_eq!(regulations.len(), 1, "one request for {BURST} ids");
+    let mut regulated = regulations[0].subject_ids.clone();
+    regulated.sort();
+    regulated.dedup();
+    assert_eq!(regulated.len(), BURST);
+    let listed = app.run(&["deletions", "--json"]).await;
+    assert!(!stdout(&listed).contains("\"status\": \"queued\""));
 }
