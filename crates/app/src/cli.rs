@@ -60,7 +60,7 @@ pub struct ForgetArgs {
 /// `segment-sync deletions`.
 #[derive(Debug, Clone, Args)]
 pub struct DeletionsArgs {
-    /// One JSON object on stdout.
+    /// One JSON array on stdout.
     #[arg(long)]
     pub json: bool,
     /// Read each unfinished regulation's status from Segment first.
@@ -91,9 +91,10 @@ const SYNC_HELP: &str = "\
 Variables (environment, else .env; docs/configuration.md):
   SEGMENT_WRITE_KEY (not for --dry-run), SEGMENT_ENDPOINT, SEGMENT_MAX_ATTEMPTS,
   SEGMENT_MAX_IN_FLIGHT, SEGMENT_GZIP, SEGMENT_SYNC_USER_ID, SEGMENT_SYNC_STATE,
-  SEGMENT_SYNC_MAPPING, CTP_PROJECT_KEY, CTP_CLIENT_ID, CTP_CLIENT_SECRET,
-  CTP_REGION or CTP_AUTH_URL and CTP_API_URL, CTP_SCOPES (not with --input),
-  RUST_LOG, LOG_FORMAT
+  SEGMENT_SYNC_MAPPING, SEGMENT_SYNC_RETENTION, SEGMENT_DELETION,
+  SEGMENT_PUBLIC_API_URL, SEGMENT_PUBLIC_API_TOKEN, CTP_PROJECT_KEY, CTP_CLIENT_ID,
+  CTP_CLIENT_SECRET, CTP_REGION or CTP_AUTH_URL and CTP_API_URL, CTP_SCOPES (not
+  with --input), RUST_LOG, LOG_FORMAT
 
 Exit codes:
   0    every customer sent, unchanged or skipped
@@ -113,7 +114,8 @@ Routes:
 Variables (environment, else .env; docs/configuration.md):
   WEBHOOK_TOKEN, WEBHOOK_MAX_CONNECTIONS, PORT, SEGMENT_WRITE_KEY, SEGMENT_ENDPOINT,
   SEGMENT_MAX_ATTEMPTS, SEGMENT_MAX_IN_FLIGHT, SEGMENT_GZIP, SEGMENT_SYNC_USER_ID,
-  SEGMENT_SYNC_STATE, SEGMENT_SYNC_MAPPING,
+  SEGMENT_SYNC_STATE, SEGMENT_SYNC_MAPPING, SEGMENT_DELETION,
+  SEGMENT_PUBLIC_API_URL, SEGMENT_PUBLIC_API_TOKEN,
   CTP_PROJECT_KEY, CTP_CLIENT_ID, CTP_CLIENT_SECRET, CTP_REGION or CTP_AUTH_URL
   and CTP_API_URL, CTP_SCOPES, RUST_LOG, LOG_FORMAT
 
@@ -123,7 +125,8 @@ Exit codes:
   2    configuration or usage error (e.g. no WEBHOOK_TOKEN)";
 
 const STATE_HELP: &str = "\
-Variables: SEGMENT_SYNC_STATE (the state database), plus for a replay
+Variables: SEGMENT_SYNC_STATE (the state database), SEGMENT_SYNC_RETENTION (how
+  long dead letters are kept; replay and purge), plus for a replay
   SEGMENT_WRITE_KEY, SEGMENT_ENDPOINT and the Segment tuning variables;
   RUST_LOG, LOG_FORMAT
 

@@ -243,12 +243,11 @@ pub fn summary(
         Mode::Sent => "sent",
         Mode::DryRun => "would send",
     };
-    let gone_note = gone.map(|n| format!(", gone {n}")).unwrap_or_default();
-    eprintln!(
-        "{}{gone_note} in {:.2} s",
-        describe_as(counts, elapsed, sent).replace(" · ", ", "),
-        elapsed.as_secs_f64()
-    );
+    let mut counted = describe_as(counts, elapsed, sent).replace(" · ", ", ");
+    if let Some(gone) = gone {
+        counted += &format!(", gone {gone}");
+    }
+    eprintln!("{counted} in {:.2} s", elapsed.as_secs_f64());
     if let Some(line) = rules.line(counts.sent) {
         eprintln!("{line}");
     }
