@@ -346,6 +346,8 @@ pub async fn serve(args: &ServeArgs, settings: &Settings) -> Result<Exit, Failur
         source: wiring::source(&SourceSettings::Api(Box::new(commercetools.clone())))?.port,
         state,
         token: webhook.token.clone(),
+        oidc: webhook.oidc.clone(),
+        sns_cert_hosts: webhook.sns_cert_hosts.clone(),
     };
     let options = ServeOptions {
         listen: webhook.listen,
