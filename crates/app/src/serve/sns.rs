@@ -26,35 +26,48 @@ const MAX_CERT_BYTES: usize = 64 * 1024;
 const MAX_CERTS: usize = 64;
 
 /// Where SNS signing certificates may come from: host patterns in which `*`
-/// stands for one DNS label (`sns.*.amazonaws.com`). A certificate URL must be
-/// https, or plain http to a loopback host (a test's certificate server).
+/// stands for one DNS label (`sns.*.amazonaws.com`), each optionally with a
+/// `:port` (without one, only the scheme's default port). A certificate URL must
+/// be https, or plain http to a loopback host (a test's certificate server).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnsCertHosts(Vec<String>);
+pub struct SnsCertHosts(Vec<HostPattern>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HostPattern {
+    labels: Vec<String>,
+    port: Option<u16>,
+}
 
 impl SnsCertHosts {
-    /// Comma-separated host patterns, each a host name or address whose labels
-    /// may be `*`.
+    /// Comma-separated host patterns: host names or IPv4 addresses whose labels
+    /// may be `*`, each optionally followed by `:port`.
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let patterns: Vec<String> = raw
-            .split(',')
-            .map(|pattern| pattern.trim().to_ascii_lowercase())
-            .collect();
-        for pattern in &patterns {
-            let valid = !pattern.is_empty()
-                && pattern.split('.').all(|label| {
+        raw.split(',')
+            .map(|written| {
+                let written = written.trim().to_ascii_lowercase();
+                let invalid = || {
+                    format!(
+                        "`{written}` is not a host pattern (host names whose labels may be `*`, each with an optional :port, separated by commas)"
+                    )
+                };
+                let (host, port) = match written.split_once(':') {
+                    Some((host, port)) => (host, Some(port.parse::<u16>().map_err(|_| invalid())?)),
+                    None => (written.as_str(), None),
+                };
+                let labels: Vec<String> = host.split('.').map(str::to_owned).collect();
+                let valid = labels.iter().all(|label| {
                     label == "*"
                         || (!label.is_empty()
-                            && label
-                                .chars()
-                                .all(|c| c.is_ascii_alphanumeric() || c == '-'))
+                            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
                 });
-            if !valid {
-                return Err(format!(
-                    "`{pattern}` is not a host pattern (host names whose labels may be `*`, separated by commas)"
-                ));
-            }
-        }
-        Ok(Self(patterns))
+                if valid {
+                    Ok(HostPattern { labels, port })
+                } else {
+                    Err(invalid())
+                }
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
     }
 
     /// Whether a certificate may be fetched from `url`.
@@ -67,11 +80,24 @@ impl SnsCertHosts {
         let Some(host) = url.host_str() else {
             return false;
         };
-        let host = host.to_ascii_lowercase();
+        let host: Vec<&str> = host.split('.').collect();
         scheme_ok
             && url.username().is_empty()
             && url.password().is_none()
-            && self.0.iter().any(|pattern| host_matches(pattern, &host))
+            && self.0.iter().any(|pattern| pattern.matches(&host, url.port()))
+    }
+}
+
+impl HostPattern {
+    /// `host` (lowercase labels) and the URL's explicit port, if any.
+    fn matches(&self, host: &[&str], port: Option<u16>) -> bool {
+        self.port == port
+            && self.labels.len() == host.len()
+            && self
+                .labels
+                .iter()
+                .zip(host)
+                .all(|(pattern, label)| (pattern == "*" && !label.is_empty()) || pattern == label)
     }
 }
 
@@ -79,15 +105,6 @@ impl Default for SnsCertHosts {
     fn default() -> Self {
         Self::parse(DEFAULT_SNS_CERT_HOSTS).unwrap_or_else(|_| Self(Vec::new()))
     }
-}
-
-fn host_matches(pattern: &str, host: &str) -> bool {
-    let (pattern, host): (Vec<&str>, Vec<&str>) = (pattern.split('.').collect(), host.split('.').collect());
-    pattern.len() == host.len()
-        && pattern
-            .iter()
-            .zip(&host)
-            .all(|(p, h)| (*p == "*" && !h.is_empty()) || p == h)
 }
 
 /// Why an SNS message is not accepted (answered 401). Each is logged.
@@ -102,6 +119,14 @@ pub enum SnsRefusal {
     /// The certificate URL is not https on an allowed SNS host.
     #[error("the SNS SigningCertURL {0} is not an https URL on an SNS host (WEBHOOK_SNS_CERT_HOSTS)")]
     CertUrl(String),
+    /// The certificate URL does not serve a certificate (4xx, not PEM, too large).
+    #[error("the SNS SigningCertURL {url} holds no certificate ({reason})")]
+    Certificate {
+        /// The certificate's URL.
+        url: String,
+        /// What came back.
+        reason: String,
+    },
     /// The signature does not match the message.
     #[error("the SNS message's signature does not verify")]
     Signature,
@@ -198,17 +223,23 @@ impl SnsVerifier {
         if let Some(key) = self.known(cert_url) {
             return Ok(key);
         }
-        let key: Arc<[u8]> = self
-            .fetch(url)
-            .await
-            .map_err(|reason| {
-                tracing::error!(cert_url = %shown(cert_url), %reason, "cannot fetch the SNS signing certificate");
-                SnsError::CertUnavailable {
+        let key: Arc<[u8]> = match self.fetch(url).await {
+            Ok(key) => key.into(),
+            Err(Fetched::Refused(reason)) => {
+                return Err(SnsRefusal::Certificate {
                     url: shown(cert_url),
                     reason,
                 }
-            })?
-            .into();
+                .into())
+            }
+            Err(Fetched::Unavailable(reason)) => {
+                tracing::error!(cert_url = %shown(cert_url), %reason, "cannot fetch the SNS signing certificate");
+                return Err(SnsError::CertUnavailable {
+                    url: shown(cert_url),
+                    reason,
+                });
+            }
+        };
         let mut keys = self
             .keys
             .lock()
@@ -229,25 +260,29 @@ impl SnsVerifier {
     }
 
     /// The certificate's RSA public key (PKCS#1 DER, as ring takes it).
-    async fn fetch(&self, url: url::Url) -> Result<Vec<u8>, String> {
+    async fn fetch(&self, url: url::Url) -> Result<Vec<u8>, Fetched> {
         let response = self
             .client
             .get(url)
             .send()
             .await
-            .map_err(|e| e.without_url().to_string())?;
+            .map_err(|e| Fetched::Unavailable(e.without_url().to_string()))?;
+        if response.status().is_client_error() {
+            // SNS's hosts answer so for a certificate they never issued.
+            return Err(Fetched::Refused(format!("HTTP {}", response.status().as_u16())));
+        }
         if !response.status().is_success() {
-            return Err(format!("HTTP {}", response.status().as_u16()));
+            return Err(Fetched::Unavailable(format!("HTTP {}", response.status().as_u16())));
         }
         let pem = response
             .bytes()
             .await
-            .map_err(|e| e.without_url().to_string())?;
+            .map_err(|e| Fetched::Unavailable(e.without_url().to_string()))?;
         if pem.len() > MAX_CERT_BYTES {
-            return Err("the certificate is too large".to_owned());
+            return Err(Fetched::Refused("over 64 KiB".to_owned()));
         }
         let certificate = x509_cert::Certificate::from_pem(&pem)
-            .map_err(|e| format!("not a PEM certificate ({e})"))?;
+            .map_err(|e| Fetched::Refused(format!("not a PEM certificate: {e}")))?;
         Ok(certificate
             .tbs_certificate
             .subject_public_key_info
@@ -255,6 +290,14 @@ impl SnsVerifier {
             .raw_bytes()
             .to_vec())
     }
+}
+
+/// Why a certificate was not fetched.
+enum Fetched {
+    /// The URL answered, but with no certificate: the message is not from SNS.
+    Refused(String),
+    /// The URL did not answer (network, 5xx): try again later.
+    Unavailable(String),
 }
 
 /// The string SNS signs: `Name\nvalue\n` for each signed field, in AWS's order

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use segment_sync::serve::{check_auth_config, serve, ServeError, ServeOptions, WebhookToken};
+use segment_sync::serve::{
+    check_auth_config, serve, OidcConfig, ServeError, ServeOptions, WebhookToken, GOOGLE_JWKS_URL,
+};
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -116,15 +118,22 @@ async fn probes_and_metrics_need_no_token() {
 
 #[test]
 fn serving_without_a_token_needs_the_explicit_flag() {
-    let refused = check_auth_config(&None, false).unwrap_err();
+    let refused = check_auth_config(&None, &None, false).unwrap_err();
     assert_eq!(
         refused.to_string(),
         "WEBHOOK_TOKEN is not set: set it, or pass --allow-unauthenticated to accept unauthenticated requests"
     );
     assert!(matches!(refused, ServeError::MissingToken));
-    assert!(check_auth_config(&None, true).is_ok());
+    assert!(check_auth_config(&None, &None, true).is_ok());
     let token = Some(WebhookToken::parse("s3cret").unwrap());
-    assert!(check_auth_config(&token, false).is_ok());
+    assert!(check_auth_config(&token, &None, false).is_ok());
+    // Pub/Sub push tokens authenticate on their own.
+    let oidc = Some(OidcConfig {
+        audience: "https://hooks.example.com".to_owned(),
+        jwks_url: GOOGLE_JWKS_URL.to_owned(),
+        email: None,
+    });
+    assert!(check_auth_config(&None, &oidc, false).is_ok());
 }
 
 #[tokio::test]
