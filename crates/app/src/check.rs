@@ -73,7 +73,7 @@ async fn oidc_line(settings: &Settings) -> CheckLine {
         ),
         Ok(keys) => CheckLine::pass(
             WHAT,
-            format!("{keys} keys for audience {}", config.audience),
+            format!("audience {}, RS256 keys: {keys}", config.audience),
         ),
         Err(error) => CheckLine::fail(
             WHAT,

@@ -24,7 +24,7 @@ async fn all_good_prints_only_ticks_and_exits_0() {
     assert_eq!(output.status.code(), Some(0), "{text}{}", stderr(&output));
     assert_eq!(
         text.lines().filter(|l| l.starts_with('✓')).count(),
-        8,
+        9,
         "{text}"
     );
     assert!(!text.contains('✗'));
@@ -122,4 +122,28 @@ async fn a_state_path_that_is_not_writable_is_a_cross() {
     assert_eq!(output.status.code(), Some(1));
     line_starting(&text, "✗", "state database");
     assert!(text.contains("no/such/dir/state.db"), "{text}");
+}
+
+#[tokio::test]
+async fn the_oidc_keys_are_fetched_and_shown_as_a_line() {
+    use segment_sync_testkit::sender_auth::{FakeJwksHost, GoogleSigner};
+    let (_segment, _ctp, app) = healthy().await;
+    let google = GoogleSigner::key_a();
+    let jwks = FakeJwksHost::start(&[&google]).await;
+    let reachable = app
+        .env("WEBHOOK_OIDC_AUDIENCE", "https://hooks.example.com")
+        .env("WEBHOOK_OIDC_JWKS_URL", &jwks.jwks_url());
+    let output = reachable.run(&["check"]).await;
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}{}", stderr(&output));
+    line_starting(&text, "✓", "OIDC keys");
+    assert!(text.contains("audience https://hooks.example.com, RS256 keys: 1"), "{text}");
+    assert_eq!(jwks.fetches(), 1);
+
+    let gone = reachable.env("WEBHOOK_OIDC_JWKS_URL", &format!("{}/gone", jwks.jwks_url()));
+    let output = gone.run(&["check"]).await;
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let line = line_starting(&text, "✗", "OIDC keys");
+    assert!(line.contains("HTTP 404"), "{line}");
 }
