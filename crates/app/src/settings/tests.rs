@@ -407,7 +407,7 @@ fn oidc_settings_default_to_google_and_stand_in_for_the_token() {
     let webhook = parse(&[("WEBHOOK_OIDC_AUDIENCE", " https://hooks.example.com ")])
         .webhook
         .expect("an audience alone authenticates");
-    assert_eq!(webhook.token, None);
+    assert!(webhook.token.is_none());
     assert_eq!(
         webhook.oidc,
         Some(OidcConfig {

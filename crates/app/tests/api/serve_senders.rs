@@ -5,6 +5,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use segment_sync_testkit::child_log::ChildLog;
+use segment_sync_testkit::customers::customer_json;
 use segment_sync_testkit::sender_auth::{
     pubsub_claims, FakeJwksHost, FakeSnsCertHost, GoogleSigner, SnsSigner,
 };
@@ -18,8 +19,10 @@ const PUSHER: &str = "pubsub-push@my-project.iam.gserviceaccount.com";
 
 /// A running `serve` and the base URL it answers on.
 struct Served {
-    child: Child,
-    log: ChildLog,
+    /// `None` once stopped; killed on drop otherwise (a failed assertion).
+    child: Option<Child>,
+    /// `None` once stopped.
+    log: Option<ChildLog>,
     base: String,
 }
 
@@ -41,8 +44,8 @@ impl Served {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         Self {
-            child,
-            log,
+            child: Some(child),
+            log: Some(log),
             base: format!("http://{addr}"),
         }
     }
@@ -62,16 +65,27 @@ impl Served {
 
     /// SIGTERM, then waits for the exit and the end of the log.
     async fn stop(mut self) {
+        let mut child = self.child.take().expect("running");
         let killed = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &child.id().to_string()])
             .status()
             .unwrap();
         assert!(killed.success());
-        let exit = tokio::task::spawn_blocking(move || self.child.wait().unwrap())
+        let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
             .await
             .unwrap();
-        assert_eq!(exit.code(), Some(0), "{}", self.log.last_lines());
-        self.log.wait_for_end();
+        let log = self.log.take().expect("followed");
+        assert_eq!(exit.code(), Some(0), "{}", log.last_lines());
+        log.wait_for_end();
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -115,7 +129,8 @@ async fn pubsub_push_with_an_oidc_token_is_let_in_without_a_shared_token() {
 #[tokio::test]
 async fn sns_messages_are_let_in_only_when_signed_by_sns() {
     let segment = FakeSegment::start(SegmentMode::Accept).await;
-    let ctp = FakeCommercetools::start(vec![]).await;
+    // The customer the SignatureVersion 1 fixture's message is about.
+    let ctp = FakeCommercetools::start(vec![customer_json("c-sns-v1", 3, Some("v1@example.com"))]).await;
     let certs = FakeSnsCertHost::start().await;
     let app = App::new()
         .with_fakes(&segment, Some(&ctp))
@@ -145,8 +160,8 @@ async fn sns_messages_are_let_in_only_when_signed_by_sns() {
         (200, json!({"status": "delivered"}))
     );
     assert_eq!(
-        served.post(token, None, &SnsSigner::v1_notification(&certs.cert_url())).await.0,
-        200,
+        served.post(token, None, &SnsSigner::v1_notification(&certs.cert_url())).await,
+        (200, json!({"status": "delivered"})),
         "SignatureVersion 1"
     );
     assert_eq!(
@@ -163,7 +178,7 @@ async fn sns_messages_are_let_in_only_when_signed_by_sns() {
     assert_eq!(served.post("", None, &signed).await.0, 401);
     served.stop().await;
 
-    assert_eq!(segment.message_count(), 1, "only the signed notification");
+    assert_eq!(segment.message_count(), 2, "only the signed notifications");
     assert_eq!(certs.fetches(), 1);
     let log = std::fs::read_to_string(&log_file).unwrap();
     assert!(log.contains("Token=verified"), "{log}");
