@@ -144,6 +144,9 @@ async fn the_oidc_keys_are_fetched_and_shown_as_a_line() {
     let output = gone.run(&["check"]).await;
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
-    let line = line_starting(&text, "✗", "OIDC keys");
-    assert!(line.contains("HTTP 404"), "{line}");
+    line_starting(&text, "✗", "OIDC keys");
+    assert!(
+        text.contains("fix: cannot fetch the OIDC keys from WEBHOOK_OIDC_JWKS_URL: HTTP 404"),
+        "{text}"
+    );
 }
