@@ -143,9 +143,9 @@ fn decode_value(value: Value, depth: u8) -> Result<WebhookEvent, WebhookError> {
 
 /// A Pub/Sub push envelope: a `message` with `data`, or beside a `subscription`.
 fn is_pubsub(object: &serde_json::Map<String, Value>) -> bool {
-    object.get("message").is_some_and(|message| {
-        object.contains_key("subscription") || message.get("data").is_some()
-    })
+    object
+        .get("message")
+        .is_some_and(|message| object.contains_key("subscription") || message.get("data").is_some())
 }
 
 /// The body's SNS message, when the body is one itself (rather than a payload,

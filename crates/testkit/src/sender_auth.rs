@@ -35,9 +35,7 @@ fn pem_der(pem: &str) -> Vec<u8> {
         .lines()
         .filter(|line| !line.starts_with("-----"))
         .collect();
-    STANDARD
-        .decode(body)
-        .expect("a test key's PEM is base64")
+    STANDARD.decode(body).expect("a test key's PEM is base64")
 }
 
 fn key_pair(pem: &str) -> RsaKeyPair {
@@ -46,8 +44,13 @@ fn key_pair(pem: &str) -> RsaKeyPair {
 
 fn rsa_sha256(key: &RsaKeyPair, message: &[u8]) -> Vec<u8> {
     let mut signature = vec![0; key.public().modulus_len()];
-    key.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), message, &mut signature)
-        .expect("RSA signing works");
+    key.sign(
+        &RSA_PKCS1_SHA256,
+        &SystemRandom::new(),
+        message,
+        &mut signature,
+    )
+    .expect("RSA signing works");
     signature
 }
 
@@ -170,7 +173,10 @@ impl Handler for JwksShared {
         Response::json(200, body)
             .header(
                 "cache-control",
-                format!("public, max-age={}, must-revalidate, no-transform", self.max_age),
+                format!(
+                    "public, max-age={}, must-revalidate, no-transform",
+                    self.max_age
+                ),
             )
             .into()
     }
@@ -280,7 +286,14 @@ impl SnsSigner {
 /// The string AWS signs: `Name\nvalue\n` for each signed field, in its order.
 fn string_to_sign(message: &Value) -> String {
     let fields: &[&str] = if message["Type"] == "Notification" {
-        &["Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"]
+        &[
+            "Message",
+            "MessageId",
+            "Subject",
+            "Timestamp",
+            "TopicArn",
+            "Type",
+        ]
     } else {
         &[
             "Message",
@@ -317,7 +330,10 @@ impl Handler for CertShared {
         self.fetches.fetch_add(1, Ordering::SeqCst);
         Response {
             status: 200,
-            headers: vec![("content-type".to_owned(), "application/x-pem-file".to_owned())],
+            headers: vec![(
+                "content-type".to_owned(),
+                "application/x-pem-file".to_owned(),
+            )],
             body: SNS_TEST_CERT.as_bytes().to_vec(),
         }
         .into()
@@ -353,9 +369,7 @@ impl FakeSnsCertHost {
                     std::future::pending::<()>().await;
                 });
             });
-            receiver
-                .recv()
-                .expect("the shared certificate host starts")
+            receiver.recv().expect("the shared certificate host starts")
         })
     }
 

@@ -111,7 +111,10 @@ async fn ndjson_reports_a_malformed_line_by_number_and_reads_on() {
     };
     assert_eq!(first.first_name.as_deref(), Some("Ada"));
     assert_eq!(
-        relative(walk_source(&source, CustomerQuery::All).await, &fixture("customers.ndjson")),
+        relative(
+            walk_source(&source, CustomerQuery::All).await,
+            &fixture("customers.ndjson")
+        ),
         [ok("c1"), ok("c2"), bad("line 3"), ok("c4")],
         "the blank line 4 is skipped, line 5 still read"
     );
@@ -217,12 +220,18 @@ async fn changed_since_keeps_later_customers_and_those_without_a_date() {
     let since = CustomerQuery::ChangedSince(datetime!(2024-05-01 00:00 UTC));
     let ndjson = FileCustomerSource::from_path(fixture("customers.ndjson"));
     assert_eq!(
-        relative(walk_source(&ndjson, since).await, &fixture("customers.ndjson")),
+        relative(
+            walk_source(&ndjson, since).await,
+            &fixture("customers.ndjson")
+        ),
         [ok("c2"), bad("line 3"), ok("c4")]
     );
     let array = FileCustomerSource::from_path(fixture("customers-array.json"));
     assert_eq!(
-        relative(walk_source(&array, since).await, &fixture("customers-array.json")),
+        relative(
+            walk_source(&array, since).await,
+            &fixture("customers-array.json")
+        ),
         [bad("index 1"), ok("c3")]
     );
 }

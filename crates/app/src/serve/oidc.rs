@@ -270,9 +270,7 @@ fn refusal(kind: &ErrorKind) -> OidcError {
         ErrorKind::InvalidIssuer => OidcRefusal::Issuer,
         ErrorKind::InvalidSignature => OidcRefusal::Signature,
         ErrorKind::InvalidAlgorithm => OidcRefusal::Algorithm("another algorithm".to_owned()),
-        ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Json(_) => {
-            OidcRefusal::NotAJwt
-        }
+        ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Json(_) => OidcRefusal::NotAJwt,
         other => OidcRefusal::Invalid(format!("{other:?}")),
     };
     refusal.into()
@@ -396,11 +394,8 @@ impl Verifier<Vec<u8>> for Rs256Verifier {
         let algorithm = &ring::signature::RSA_PKCS1_2048_8192_SHA256;
         let verified = match self.0.kind() {
             DecodingKeyKind::RsaModulusExponent { n, e } => {
-                ring::signature::RsaPublicKeyComponents { n, e }.verify(
-                    algorithm,
-                    message,
-                    signature,
-                )
+                ring::signature::RsaPublicKeyComponents { n, e }
+                    .verify(algorithm, message, signature)
             }
             DecodingKeyKind::SecretOrDer(der) => {
                 ring::signature::UnparsedPublicKey::new(algorithm, der).verify(message, signature)

@@ -84,7 +84,10 @@ impl SnsCertHosts {
         scheme_ok
             && url.username().is_empty()
             && url.password().is_none()
-            && self.0.iter().any(|pattern| pattern.matches(&host, url.port()))
+            && self
+                .0
+                .iter()
+                .any(|pattern| pattern.matches(&host, url.port()))
     }
 }
 
@@ -117,7 +120,9 @@ pub enum SnsRefusal {
     #[error("the SNS message has SignatureVersion {0}; 1 and 2 are known")]
     Version(String),
     /// The certificate URL is not https on an allowed SNS host.
-    #[error("the SNS SigningCertURL {0} is not an https URL on an SNS host (WEBHOOK_SNS_CERT_HOSTS)")]
+    #[error(
+        "the SNS SigningCertURL {0} is not an https URL on an SNS host (WEBHOOK_SNS_CERT_HOSTS)"
+    )]
     CertUrl(String),
     /// The certificate URL does not serve a certificate (4xx, not PEM, too large).
     #[error("the SNS SigningCertURL {url} holds no certificate ({reason})")]
@@ -269,10 +274,16 @@ impl SnsVerifier {
             .map_err(|e| Fetched::Unavailable(e.without_url().to_string()))?;
         if response.status().is_client_error() {
             // SNS's hosts answer so for a certificate they never issued.
-            return Err(Fetched::Refused(format!("HTTP {}", response.status().as_u16())));
+            return Err(Fetched::Refused(format!(
+                "HTTP {}",
+                response.status().as_u16()
+            )));
         }
         if !response.status().is_success() {
-            return Err(Fetched::Unavailable(format!("HTTP {}", response.status().as_u16())));
+            return Err(Fetched::Unavailable(format!(
+                "HTTP {}",
+                response.status().as_u16()
+            )));
         }
         let pem = response
             .bytes()
@@ -303,7 +314,14 @@ enum Fetched {
 /// The string SNS signs: `Name\nvalue\n` for each signed field, in AWS's order
 /// (a `Notification`'s `Subject` only when present).
 fn string_to_sign(message: &Map<String, Value>) -> Result<String, SnsRefusal> {
-    const NOTIFICATION: &[&str] = &["Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"];
+    const NOTIFICATION: &[&str] = &[
+        "Message",
+        "MessageId",
+        "Subject",
+        "Timestamp",
+        "TopicArn",
+        "Type",
+    ];
     const CONFIRMATION: &[&str] = &[
         "Message",
         "MessageId",

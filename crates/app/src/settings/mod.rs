@@ -26,9 +26,7 @@ use segment_sync_domain::identity::UnknownStrategy;
 use segment_sync_domain::{Mapping, UserIdStrategy, WriteKey, WriteKeyError};
 
 use crate::cli::{Command, DeadLettersCommand};
-use crate::serve::{
-    check_auth_config, OidcConfig, SnsCertHosts, WebhookToken, GOOGLE_JWKS_URL,
-};
+use crate::serve::{check_auth_config, OidcConfig, SnsCertHosts, WebhookToken, GOOGLE_JWKS_URL};
 
 /// The default state database path.
 pub const DEFAULT_STATE_PATH: &str = "segment-sync.db";

@@ -428,8 +428,14 @@ fn oidc_settings_default_to_google_and_stand_in_for_the_token() {
     .unwrap();
     let oidc = local.oidc.unwrap();
     assert_eq!(oidc.jwks_url, "http://127.0.0.1:9/certs");
-    assert_eq!(oidc.email.as_deref(), Some("push@p.iam.gserviceaccount.com"));
-    assert_eq!(local.sns_cert_hosts, SnsCertHosts::parse("127.0.0.1:9").unwrap());
+    assert_eq!(
+        oidc.email.as_deref(),
+        Some("push@p.iam.gserviceaccount.com")
+    );
+    assert_eq!(
+        local.sns_cert_hosts,
+        SnsCertHosts::parse("127.0.0.1:9").unwrap()
+    );
 }
 
 #[test]

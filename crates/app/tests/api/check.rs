@@ -137,10 +137,16 @@ async fn the_oidc_keys_are_fetched_and_shown_as_a_line() {
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(0), "{text}{}", stderr(&output));
     line_starting(&text, "✓", "OIDC keys");
-    assert!(text.contains("audience https://hooks.example.com, RS256 keys: 1"), "{text}");
+    assert!(
+        text.contains("audience https://hooks.example.com, RS256 keys: 1"),
+        "{text}"
+    );
     assert_eq!(jwks.fetches(), 1);
 
-    let gone = reachable.env("WEBHOOK_OIDC_JWKS_URL", &format!("{}/gone", jwks.jwks_url()));
+    let gone = reachable.env(
+        "WEBHOOK_OIDC_JWKS_URL",
+        &format!("{}/gone", jwks.jwks_url()),
+    );
     let output = gone.run(&["check"]).await;
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");

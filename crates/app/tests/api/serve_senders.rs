@@ -130,7 +130,8 @@ async fn pubsub_push_with_an_oidc_token_is_let_in_without_a_shared_token() {
 async fn sns_messages_are_let_in_only_when_signed_by_sns() {
     let segment = FakeSegment::start(SegmentMode::Accept).await;
     // The customer the SignatureVersion 1 fixture's message is about.
-    let ctp = FakeCommercetools::start(vec![customer_json("c-sns-v1", 3, Some("v1@example.com"))]).await;
+    let ctp =
+        FakeCommercetools::start(vec![customer_json("c-sns-v1", 3, Some("v1@example.com"))]).await;
     let certs = FakeSnsCertHost::start().await;
     let app = App::new()
         .with_fakes(&segment, Some(&ctp))
@@ -148,19 +149,23 @@ async fn sns_messages_are_let_in_only_when_signed_by_sns() {
         &payload,
         "https://sns.eu-west-1.amazonaws.com.evil.example/cert.pem",
     );
-    let confirm = |subscribe_url: &str| {
-        signer.subscription_confirmation(subscribe_url, &certs.cert_url())
-    };
-    let verified = confirm("https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&Token=verified");
-    let mut forged = confirm("https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&Token=verified");
-    forged["SubscribeURL"] = json!("https://phish.example/?Action=ConfirmSubscription&Token=forged");
+    let confirm =
+        |subscribe_url: &str| signer.subscription_confirmation(subscribe_url, &certs.cert_url());
+    let verified =
+        confirm("https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&Token=verified");
+    let mut forged =
+        confirm("https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&Token=verified");
+    forged["SubscribeURL"] =
+        json!("https://phish.example/?Action=ConfirmSubscription&Token=forged");
 
     assert_eq!(
         served.post(token, None, &signed).await,
         (200, json!({"status": "delivered"}))
     );
     assert_eq!(
-        served.post(token, None, &SnsSigner::v1_notification(&certs.cert_url())).await,
+        served
+            .post(token, None, &SnsSigner::v1_notification(&certs.cert_url()))
+            .await,
         (200, json!({"status": "delivered"})),
         "SignatureVersion 1"
     );
@@ -183,7 +188,10 @@ async fn sns_messages_are_let_in_only_when_signed_by_sns() {
     let log = std::fs::read_to_string(&log_file).unwrap();
     assert!(log.contains("Token=verified"), "{log}");
     assert!(!log.contains("Token=forged"), "{log}");
-    assert!(log.contains("the SNS message's signature does not verify"), "{log}");
+    assert!(
+        log.contains("the SNS message's signature does not verify"),
+        "{log}"
+    );
 }
 
 #[tokio::test]

@@ -178,11 +178,21 @@ async fn a_flood_of_unknown_key_ids_does_not_hammer_the_issuer() {
     assert_eq!(verifier.verify(&google.sign(&claims)).await, Ok(()));
 
     for n in 0..100 {
-        let forged = google.sign_with_header(&json!({"alg": "RS256", "kid": format!("made-up-{n}")}), &claims);
-        assert_eq!(refused(verifier.verify(&forged).await), OidcRefusal::UnknownKey);
+        let forged = google.sign_with_header(
+            &json!({"alg": "RS256", "kid": format!("made-up-{n}")}),
+            &claims,
+        );
+        assert_eq!(
+            refused(verifier.verify(&forged).await),
+            OidcRefusal::UnknownKey
+        );
     }
 
-    assert_eq!(jwks.fetches(), 1, "within {MIN_REFRESH:?} of the last fetch");
+    assert_eq!(
+        jwks.fetches(),
+        1,
+        "within {MIN_REFRESH:?} of the last fetch"
+    );
 }
 
 #[tokio::test]
@@ -215,9 +225,16 @@ fn the_key_set_fetches_when_stale_or_unknown_but_not_more_often_than_allowed() {
         Lookup::Unknown => "unknown",
     };
 
-    assert_eq!(is(set.lookup("a", start, minute)), "fetch", "nothing fetched yet");
+    assert_eq!(
+        is(set.lookup("a", start, minute)),
+        "fetch",
+        "nothing fetched yet"
+    );
     set.attempted(start);
-    set.replace(HashMap::from([("a".to_owned(), key())]), start + 10 * minute);
+    set.replace(
+        HashMap::from([("a".to_owned(), key())]),
+        start + 10 * minute,
+    );
 
     let soon = start + Duration::from_secs(1);
     assert_eq!(is(set.lookup("a", soon, minute)), "use");
@@ -227,7 +244,10 @@ fn the_key_set_fetches_when_stale_or_unknown_but_not_more_often_than_allowed() {
     assert_eq!(is(set.lookup("a", stale, minute)), "fetch", "past max-age");
     set.attempted(stale);
     // The fetch failed: the stale key stays in use until the next may be tried.
-    assert_eq!(is(set.lookup("a", stale + Duration::from_secs(1), minute)), "use");
+    assert_eq!(
+        is(set.lookup("a", stale + Duration::from_secs(1), minute)),
+        "use"
+    );
 }
 
 #[test]

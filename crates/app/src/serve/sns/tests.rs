@@ -48,10 +48,19 @@ async fn an_altered_message_is_refused() {
     let mut no_subject = object(signed.clone());
     no_subject.remove("Subject");
     let cases = [
-        ("Message", altered("Message", json!(PAYLOAD.replace("c1", "c2")))),
-        ("TopicArn", altered("TopicArn", json!("arn:aws:sns:eu-west-1:666:evil"))),
+        (
+            "Message",
+            altered("Message", json!(PAYLOAD.replace("c1", "c2"))),
+        ),
+        (
+            "TopicArn",
+            altered("TopicArn", json!("arn:aws:sns:eu-west-1:666:evil")),
+        ),
         ("Subject removed", no_subject),
-        ("v1 claimed for a v2 signature", altered("SignatureVersion", json!("1"))),
+        (
+            "v1 claimed for a v2 signature",
+            altered("SignatureVersion", json!("1")),
+        ),
         (
             "the v1 fixture's Message",
             object({
@@ -142,7 +151,9 @@ async fn a_url_without_a_certificate_is_refused() {
     let cert_url = host.cert_url().replace("test.pem", "missing.pem");
 
     let result = verifier
-        .verify(&object(SnsSigner::default().notification(PAYLOAD, &cert_url)))
+        .verify(&object(
+            SnsSigner::default().notification(PAYLOAD, &cert_url),
+        ))
         .await;
 
     assert!(
@@ -156,13 +167,19 @@ fn host_patterns_match_whole_labels_and_ports() {
     let hosts = SnsCertHosts::default();
     let allowed = |url: &str| hosts.allow(&url::Url::parse(url).unwrap());
 
-    assert!(allowed("https://sns.us-east-1.amazonaws.com/SimpleNotificationService-a.pem"));
-    assert!(allowed("https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-a.pem"));
+    assert!(allowed(
+        "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-a.pem"
+    ));
+    assert!(allowed(
+        "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-a.pem"
+    ));
     assert!(allowed("https://SNS.EU-WEST-1.AMAZONAWS.COM/x.pem"));
     assert!(!allowed("https://sns.amazonaws.com/x.pem"));
     assert!(!allowed("https://sns.a.b.amazonaws.com/x.pem"));
     assert!(!allowed("https://sns.eu-west-1.amazonaws.com:8443/x.pem"));
-    assert!(!allowed("https://user:pw@sns.eu-west-1.amazonaws.com/x.pem"));
+    assert!(!allowed(
+        "https://user:pw@sns.eu-west-1.amazonaws.com/x.pem"
+    ));
     assert!(!allowed("ftp://sns.eu-west-1.amazonaws.com/x.pem"));
 
     let local = SnsCertHosts::parse("localhost:8080, 127.0.0.1").unwrap();
@@ -170,7 +187,13 @@ fn host_patterns_match_whole_labels_and_ports() {
     assert!(local.allow(&url::Url::parse("http://127.0.0.1/c.pem").unwrap()));
     assert!(!local.allow(&url::Url::parse("http://127.0.0.1:8080/c.pem").unwrap()));
 
-    for bad in ["", "sns..amazonaws.com", "sns.*.amazonaws.com:port", "sns/x", "a,"] {
+    for bad in [
+        "",
+        "sns..amazonaws.com",
+        "sns.*.amazonaws.com:port",
+        "sns/x",
+        "a,",
+    ] {
         assert!(SnsCertHosts::parse(bad).is_err(), "{bad:?}");
     }
 }

@@ -185,8 +185,12 @@ async fn a_pubsub_push_token_or_the_shared_token_each_authenticates() {
     let mut expired = pubsub_claims(AUDIENCE, PUSHER);
     expired["exp"] = json!(unix_now() - 600);
 
-    let by_oidc = app.request(webhook_request(push.clone(), Some(&valid))).await;
-    let by_token = app.request(webhook_request(push.clone(), Some(TOKEN))).await;
+    let by_oidc = app
+        .request(webhook_request(push.clone(), Some(&valid)))
+        .await;
+    let by_token = app
+        .request(webhook_request(push.clone(), Some(TOKEN)))
+        .await;
     let refused = app
         .request(webhook_request(push.clone(), Some(&google.sign(&expired))))
         .await;
@@ -222,7 +226,11 @@ async fn pubsub_push_tokens_alone_protect_the_webhook() {
         ))
         .await;
 
-    for (what, response) in [("none", none), ("alg none", unsigned), ("unknown key", unknown_key)] {
+    for (what, response) in [
+        ("none", none),
+        ("alg none", unsigned),
+        ("unknown key", unknown_key),
+    ] {
         assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{what}");
     }
     assert!(app.segment.sent().is_empty());
@@ -250,7 +258,8 @@ async fn an_unreachable_jwks_is_a_500_so_that_pubsub_delivers_again() {
 async fn an_unsigned_or_altered_sns_message_is_401_even_with_the_token() {
     let app = TestApp::new();
     let mut altered = sns(&customer_created(&ada()));
-    altered["Message"] = json!(customer_created(&customer_json("c2", 1, Some("eve@example.com"))).to_string());
+    altered["Message"] =
+        json!(customer_created(&customer_json("c2", 1, Some("eve@example.com"))).to_string());
     let mut unsigned = sns(&customer_created(&ada()));
     unsigned.as_object_mut().unwrap().remove("Signature");
 
@@ -274,10 +283,15 @@ async fn a_subscription_confirmation_is_confirmed_only_when_its_signature_was_ch
     let app = TestApp::new();
 
     let direct = app.post_json(&sns_subscription_confirmation()).await;
-    let wrapped = app.post_json(&pubsub(&sns_subscription_confirmation())).await;
+    let wrapped = app
+        .post_json(&pubsub(&sns_subscription_confirmation()))
+        .await;
 
     assert_eq!(direct.status, StatusCode::OK);
-    assert_eq!(direct.json(), json!({"status": "subscription_confirmation_logged"}));
+    assert_eq!(
+        direct.json(),
+        json!({"status": "subscription_confirmation_logged"})
+    );
     // Inside Pub/Sub nothing vouches for it: its SubscribeURL is not logged.
     assert_eq!(wrapped.status, StatusCode::NO_CONTENT);
 }
