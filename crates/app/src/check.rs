@@ -51,7 +51,38 @@ pub async fn checklist(settings: &Settings) -> Vec<CheckLine> {
         "webhook settings WEBHOOK_TOKEN, PORT valid",
         [errors_of(&settings.webhook)],
     ));
+    lines.push(oidc_line(settings).await);
     lines
+}
+
+/// The Pub/Sub push token keys: fetched from `WEBHOOK_OIDC_JWKS_URL` when
+/// `WEBHOOK_OIDC_AUDIENCE` is set.
+async fn oidc_line(settings: &Settings) -> CheckLine {
+    const WHAT: &str = "Pub/Sub push OIDC keys (WEBHOOK_OIDC_*) reachable";
+    let Ok(webhook) = &settings.webhook else {
+        return CheckLine::fail(WHAT, "needs valid webhook settings first");
+    };
+    let Some(config) = &webhook.oidc else {
+        return CheckLine::pass(WHAT, "off: WEBHOOK_OIDC_AUDIENCE is not set");
+    };
+    let verifier = crate::serve::OidcVerifier::new(config.clone());
+    match verifier.fetch_now().await {
+        Ok(0) => CheckLine::fail(
+            WHAT,
+            format!(
+                "{} holds no RS256 key: check WEBHOOK_OIDC_JWKS_URL (unset, it is Google's)",
+                config.jwks_url
+            ),
+        ),
+        Ok(keys) => CheckLine::pass(
+            WHAT,
+            format!("audience {}, RS256 keys: {keys}", config.audience),
+        ),
+        Err(error) => CheckLine::fail(
+            WHAT,
+            format!("{error}: check WEBHOOK_OIDC_JWKS_URL (unset, it is Google's) and the network"),
+        ),
+    }
 }
 
 /// A line of `check --json`.

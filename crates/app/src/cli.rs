@@ -106,13 +106,16 @@ Exit codes:
 const SERVE_HELP: &str = "\
 Routes:
   POST /webhooks/commercetools   Subscription messages (Platform, Pub/Sub push,
-                                 CloudEvents, SNS); Bearer token or ?token=
+                                 CloudEvents, SNS); Bearer token or ?token=,
+                                 or a Pub/Sub push OIDC token; SNS signed
   GET  /healthz                  alive
   GET  /readyz                   ready: the state answers
   GET  /metrics                  Prometheus text
 
 Variables (environment, else .env; docs/configuration.md):
   WEBHOOK_TOKEN, WEBHOOK_MAX_CONNECTIONS, PORT, SEGMENT_WRITE_KEY, SEGMENT_ENDPOINT,
+  WEBHOOK_OIDC_AUDIENCE, WEBHOOK_OIDC_EMAIL, WEBHOOK_OIDC_JWKS_URL (Pub/Sub push
+  tokens), WEBHOOK_SNS_CERT_HOSTS (tests only),
   SEGMENT_MAX_ATTEMPTS, SEGMENT_MAX_IN_FLIGHT, SEGMENT_GZIP, SEGMENT_SYNC_USER_ID,
   SEGMENT_SYNC_STATE, SEGMENT_SYNC_MAPPING, SEGMENT_DELETION,
   SEGMENT_PUBLIC_API_URL, SEGMENT_PUBLIC_API_TOKEN,

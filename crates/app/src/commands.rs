@@ -482,6 +482,8 @@ pub async fn serve(args: &ServeArgs, settings: &Settings) -> Result<Exit, Failur
         deletions: wiring::deletions(Arc::clone(&state), deletion.as_ref())?,
         state,
         token: webhook.token.clone(),
+        oidc: webhook.oidc.clone(),
+        sns_cert_hosts: webhook.sns_cert_hosts.clone(),
     };
     let options = ServeOptions {
         listen: webhook.listen,

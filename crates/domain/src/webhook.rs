@@ -95,10 +95,7 @@ fn decode_value(value: Value, depth: u8) -> Result<WebhookEvent, WebhookError> {
     if object.contains_key("notificationType") {
         return decode_platform(value);
     }
-    if let Some(message) = object
-        .get("message")
-        .filter(|_| object.contains_key("subscription") || object["message"].get("data").is_some())
-    {
+    if let Some(message) = object.get("message").filter(|_| is_pubsub(object)) {
         let data = message
             .get("data")
             .ok_or(WebhookError::PubSubData("missing"))?
@@ -142,6 +139,29 @@ fn decode_value(value: Value, depth: u8) -> Result<WebhookEvent, WebhookError> {
     Err(WebhookError::Unrecognised(
         "no notificationType, Pub/Sub message, CloudEvents specversion or SNS Type".to_owned(),
     ))
+}
+
+/// A Pub/Sub push envelope: a `message` with `data`, or beside a `subscription`.
+fn is_pubsub(object: &serde_json::Map<String, Value>) -> bool {
+    object
+        .get("message")
+        .is_some_and(|message| object.contains_key("subscription") || message.get("data").is_some())
+}
+
+/// The body's SNS message, when the body is one itself (rather than a payload,
+/// or another envelope around it): the message whose signature the webhook checks.
+pub fn sns_message(body: &[u8]) -> Option<serde_json::Map<String, Value>> {
+    match serde_json::from_slice(body).ok()? {
+        Value::Object(object)
+            if !object.contains_key("notificationType")
+                && !is_pubsub(&object)
+                && !object.contains_key("specversion")
+                && object.get("Type").is_some_and(Value::is_string) =>
+        {
+            Some(object)
+        }
+        _ => None,
+    }
 }
 
 fn wrap(

@@ -48,7 +48,9 @@ pub enum SourceRecord {
     Customer(Box<Customer>),
     /// A record that is not a valid customer; the rest of the source goes on.
     Malformed {
-        /// Where it was: `line 12`, `index 4`.
+        /// Where it was, naming the input when there are several:
+        /// `customers.ndjson line 12`, `page 2 index 4`. A record without an id
+        /// is keyed by it.
         position: String,
         /// The customer's id, when the record has a readable one.
         customer_id: Option<String>,

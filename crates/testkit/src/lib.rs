@@ -10,6 +10,8 @@
 //! - [`customers`]: one customer shape for tests, as JSON and as the domain type.
 //! - [`child_log`]: the JSON log of a `segment-sync` child, for the address it bound.
 //! - [`postgres`]: a fresh database per test on the test PostgreSQL server.
+//! - [`sender_auth`]: tokens signed like Google, SNS messages signed like AWS, and
+//!   the local hosts of their keys.
 
 pub mod child_log;
 pub mod contract;
@@ -21,6 +23,7 @@ pub mod generate;
 mod http;
 pub mod memory;
 pub mod postgres;
+pub mod sender_auth;
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;

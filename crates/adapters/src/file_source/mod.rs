@@ -314,7 +314,7 @@ impl FilePages {
         loop {
             match self.splitter.next_piece() {
                 Cut::Piece(piece) => {
-                    let record = to_record(piece);
+                    let record = to_record(piece, &self.name);
                     if self.selects(&record) {
                         return Ok(Some(record));
                     }
@@ -394,7 +394,10 @@ fn in_the_file(position: Position, line: usize, column: usize) -> (u64, u64) {
     (in_file_line, in_file_column)
 }
 
-fn to_record(piece: Piece<'_>) -> SourceRecord {
+/// The record of a piece of the input `name`. A malformed record's position
+/// names the input as well as the line or index (`customers.ndjson line 3`): a
+/// record without an id is keyed by it, which must not collide across files.
+fn to_record(piece: Piece<'_>, name: &str) -> SourceRecord {
     let (position, parsed, text) = match piece {
         Piece::Record { position, bytes } => {
             // One UTF-8 check for the record instead of one per string inside it.
@@ -413,15 +416,16 @@ fn to_record(piece: Piece<'_>) -> SourceRecord {
             None,
         ),
     };
+    let position = || format!("{name} {position}");
     match parsed {
         Ok(customer) if !customer.id.is_empty() => SourceRecord::Customer(Box::new(customer)),
         Ok(_) => SourceRecord::Malformed {
-            position: position.to_string(),
+            position: position(),
             customer_id: None,
             reason: "customer has no id".to_owned(),
         },
         Err(reason) => SourceRecord::Malformed {
-            position: position.to_string(),
+            position: position(),
             customer_id: text.and_then(crate::record::customer_id_of),
             reason,
         },

@@ -49,6 +49,52 @@ fn bad(position: &str) -> Result<String, String> {
     Err(position.to_owned())
 }
 
+/// The walk with each malformed record's position after the name of `input`,
+/// which every one must start with.
+fn relative(walked: Walked, input: &std::path::Path) -> Walked {
+    let prefix = format!("{} ", input.display());
+    walked
+        .into_iter()
+        .map(|record| {
+            record.map_err(|position| {
+                position
+                    .strip_prefix(&prefix)
+                    .unwrap_or_else(|| panic!("{position:?} names the input {prefix:?}"))
+                    .to_owned()
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn malformed_lines_of_two_files_have_positions_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = std::fs::read(fixture("customers.ndjson")).unwrap();
+    let mut positions = Vec::new();
+    for name in ["monday.ndjson", "tuesday.ndjson"] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &plain).unwrap();
+        let walked = walk_source(&FileCustomerSource::from_path(&path), CustomerQuery::All).await;
+        positions.extend(walked.into_iter().filter_map(Result::err));
+    }
+    let stdin = FileCustomerSource::from_reader("standard input", Cursor::new(plain));
+    positions.extend(
+        walk_source(&stdin, CustomerQuery::All)
+            .await
+            .into_iter()
+            .filter_map(Result::err),
+    );
+
+    assert_eq!(
+        positions,
+        [
+            format!("{} line 3", dir.path().join("monday.ndjson").display()),
+            format!("{} line 3", dir.path().join("tuesday.ndjson").display()),
+            "standard input line 3".to_owned(),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn ndjson_reports_a_malformed_line_by_number_and_reads_on() {
     let source = FileCustomerSource::from_path(fixture("customers.ndjson"));
@@ -57,14 +103,18 @@ async fn ndjson_reports_a_malformed_line_by_number_and_reads_on() {
     assert!(matches!(
         &page.records[2],
         SourceRecord::Malformed { position, reason, .. }
-            if position == "line 3" && reason.contains("invalid type")
+            if *position == format!("{} line 3", fixture("customers.ndjson").display())
+                && reason.contains("invalid type")
     ));
     let SourceRecord::Customer(first) = &page.records[0] else {
         panic!("line 1 is a customer");
     };
     assert_eq!(first.first_name.as_deref(), Some("Ada"));
     assert_eq!(
-        walk_source(&source, CustomerQuery::All).await,
+        relative(
+            walk_source(&source, CustomerQuery::All).await,
+            &fixture("customers.ndjson")
+        ),
         [ok("c1"), ok("c2"), bad("line 3"), ok("c4")],
         "the blank line 4 is skipped, line 5 still read"
     );
@@ -83,7 +133,10 @@ async fn a_pretty_printed_array_reports_a_malformed_element_by_its_files_line() 
         "the error is placed in the file, not in the record: {reason}"
     );
     assert_eq!(
-        walk_source(&source, CustomerQuery::All).await,
+        relative(
+            walk_source(&source, CustomerQuery::All).await,
+            &fixture("customers-array.json")
+        ),
         [ok("c1"), bad("line 9 (array index 1)"), ok("c3")]
     );
 }
@@ -148,7 +201,7 @@ async fn a_gzipped_export_is_read_whatever_its_name() {
             std::fs::write(&path, gzipped(&plain)).unwrap();
             let source = FileCustomerSource::from_path(&path);
             assert_eq!(
-                walk_source(&source, CustomerQuery::All).await,
+                relative(walk_source(&source, CustomerQuery::All).await, &path),
                 expected,
                 "{name}"
             );
@@ -204,12 +257,18 @@ async fn changed_since_keeps_later_customers_and_those_without_a_date() {
     let since = CustomerQuery::ChangedSince(datetime!(2024-05-01 00:00 UTC));
     let ndjson = FileCustomerSource::from_path(fixture("customers.ndjson"));
     assert_eq!(
-        walk_source(&ndjson, since).await,
+        relative(
+            walk_source(&ndjson, since).await,
+            &fixture("customers.ndjson")
+        ),
         [ok("c2"), bad("line 3"), ok("c4")]
     );
     let array = FileCustomerSource::from_path(fixture("customers-array.json"));
     assert_eq!(
-        walk_source(&array, since).await,
+        relative(
+            walk_source(&array, since).await,
+            &fixture("customers-array.json")
+        ),
         [bad("line 9 (array index 1)"), ok("c3")]
     );
 }

@@ -1,6 +1,16 @@
-//! The shared-secret check in front of the webhook.
+//! Who may post to the webhook: the one place that decides.
+//!
+//! A request is let in when it carries the shared token (`WEBHOOK_TOKEN`, as
+//! `Authorization: Bearer` or `?token=`) **or**, when `WEBHOOK_OIDC_AUDIENCE` is
+//! set, a Google-signed Pub/Sub push token: either one authenticates. With
+//! neither configured (`--allow-unauthenticated`) every request is let in.
+//!
+//! Independently of that, a body that is an SNS message must carry SNS's valid
+//! signature ([`check_sns`]): a signature proves the message came from SNS, not
+//! that it came from *our* topic, so it never replaces the token.
 
 use std::fmt;
+use std::sync::Arc;
 
 use axum::extract::{Query, Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -10,6 +20,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
+use super::oidc::{OidcError, OidcRefusal, OidcVerifier};
+use super::sns::{SnsError, SnsVerifier};
 use super::webhook::{reply, Reply};
 
 /// The webhook's shared secret (`WEBHOOK_TOKEN`): one token, or two separated by a
@@ -87,34 +99,87 @@ struct TokenQuery {
     token: Option<String>,
 }
 
+/// How senders are recognised: built once, shared by every request.
+#[derive(Clone, Debug)]
+pub(super) struct Senders {
+    /// The shared secret; `None` when not set.
+    pub(super) token: Option<WebhookToken>,
+    /// Pub/Sub push tokens, when `WEBHOOK_OIDC_AUDIENCE` is set.
+    pub(super) oidc: Option<Arc<OidcVerifier>>,
+    /// SNS signatures, checked on every SNS message.
+    pub(super) sns: Arc<SnsVerifier>,
+}
+
+impl Senders {
+    /// No way to authenticate is configured: every request is let in.
+    pub(super) fn open(&self) -> bool {
+        self.token.is_none() && self.oidc.is_none()
+    }
+}
+
 /// Lets a request through when it carries the token as `Authorization: Bearer`
-/// or, for senders that cannot set headers (Pub/Sub push), as `?token=`.
-pub(super) async fn require_token(
-    State(token): State<Option<WebhookToken>>,
+/// or, for senders that cannot set headers, as `?token=`; or a valid Pub/Sub
+/// push token as `Authorization: Bearer`.
+pub(super) async fn require_sender(
+    State(senders): State<Senders>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(token) = token else {
+    if senders.open() {
         return next.run(request).await;
-    };
-    let bearer = request
+    }
+    let bearers: Vec<String> = request
         .headers()
         .get_all(AUTHORIZATION)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .filter_map(bearer_credentials)
-        .any(|candidate| token.matches(candidate.trim()));
-    let authorised = bearer
-        || Query::<TokenQuery>::try_from_uri(request.uri())
-            .ok()
-            .and_then(|Query(query)| query.token)
-            .is_some_and(|candidate| token.matches(&candidate));
-    if authorised {
-        next.run(request).await
-    } else {
-        // The URI is not logged: it may hold a (wrong, but maybe nearly right) token.
-        tracing::warn!("webhook request without a valid token refused");
-        reply(Reply::Unauthorized)
+        .map(|candidate| candidate.trim().to_owned())
+        .collect();
+    if let Some(token) = &senders.token {
+        let by_token = bearers.iter().any(|candidate| token.matches(candidate))
+            || Query::<TokenQuery>::try_from_uri(request.uri())
+                .ok()
+                .and_then(|Query(query)| query.token)
+                .is_some_and(|candidate| token.matches(&candidate));
+        if by_token {
+            return next.run(request).await;
+        }
+    }
+    if let (Some(oidc), Some(bearer)) = (&senders.oidc, bearers.first()) {
+        match oidc.verify(bearer).await {
+            Ok(()) => return next.run(request).await,
+            // Not a JWT at all: most likely a wrong shared token, refused below.
+            Err(OidcError::Refused(OidcRefusal::NotAJwt)) => {}
+            Err(OidcError::Refused(why)) => {
+                tracing::warn!(reason = %why, "webhook request with an invalid OIDC token refused");
+                return reply(Reply::Unauthorized);
+            }
+            // Logged where it happened; the sender tries again.
+            Err(OidcError::KeysUnavailable(_)) => return reply(Reply::Error),
+        }
+    }
+    // The URI is not logged: it may hold a (wrong, but maybe nearly right) token.
+    tracing::warn!("webhook request without a valid token refused");
+    reply(Reply::Unauthorized)
+}
+
+/// Whether `body` is an SNS message, checked: `Ok(true)` when it is one and SNS
+/// signed it, `Ok(false)` when it is not an SNS message, else the reply that
+/// refuses it (401 when forged or altered, 500 when the certificate cannot be
+/// fetched now).
+pub(super) async fn check_sns(senders: &Senders, body: &[u8]) -> Result<bool, Reply> {
+    let Some(message) = segment_sync_domain::webhook::sns_message(body) else {
+        return Ok(false);
+    };
+    match senders.sns.verify(&message).await {
+        Ok(()) => Ok(true),
+        Err(SnsError::Refused(why)) => {
+            tracing::warn!(reason = %why, "SNS message with an invalid signature refused");
+            Err(Reply::Unauthorized)
+        }
+        // Logged where it happened; SNS tries again.
+        Err(SnsError::CertUnavailable { .. }) => Err(Reply::Error),
     }
 }
 

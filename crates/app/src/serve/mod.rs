@@ -12,6 +12,8 @@
 mod auth;
 mod connections;
 mod metrics;
+mod oidc;
+mod sns;
 mod webhook;
 
 use std::future::Future;
@@ -32,6 +34,10 @@ use crate::service::SyncService;
 pub use self::auth::{WebhookToken, WebhookTokenError};
 pub use self::metrics::install_metrics;
 pub(crate) use self::metrics::SEGMENT_MESSAGES;
+pub use self::oidc::{
+    OidcConfig, OidcError, OidcRefusal, OidcVerifier, GOOGLE_ISSUERS, GOOGLE_JWKS_URL, MIN_REFRESH,
+};
+pub use self::sns::{SnsCertHosts, SnsError, SnsRefusal, SnsVerifier, DEFAULT_SNS_CERT_HOSTS};
 
 /// Where commercetools (or the queue in front of it) posts its messages.
 pub const WEBHOOK_PATH: &str = "/webhooks/commercetools";
@@ -72,10 +78,15 @@ pub struct ServeDeps {
     pub source: Arc<dyn CustomerSource>,
     /// The state behind the service, asked by `/readyz`.
     pub state: Arc<dyn SyncStateStore>,
-    /// The shared secret requests must carry; `None` accepts every request.
+    /// The shared secret requests may carry; `None` with no `oidc` either accepts
+    /// every request.
     pub token: Option<WebhookToken>,
     /// Customer deletions: erased from the state, regulated in Segment.
     pub deletions: Arc<Deletions>,
+    /// The Pub/Sub push tokens requests may carry instead of the shared secret.
+    pub oidc: Option<OidcConfig>,
+    /// Where the signing certificates of SNS messages may come from.
+    pub sns_cert_hosts: SnsCertHosts,
 }
 
 /// How the server runs, as the command line chose.
@@ -128,12 +139,14 @@ pub enum ServeError {
     Flush(#[source] SegmentError),
 }
 
-/// Refuses to run without a token unless the operator explicitly allowed it.
+/// Refuses to run without a token (or OIDC audience) unless the operator
+/// explicitly allowed it.
 pub fn check_auth_config(
     token: &Option<WebhookToken>,
+    oidc: &Option<OidcConfig>,
     allow_unauthenticated: bool,
 ) -> Result<(), ServeError> {
-    if token.is_none() && !allow_unauthenticated {
+    if token.is_none() && oidc.is_none() && !allow_unauthenticated {
         return Err(ServeError::MissingToken);
     }
     Ok(())
@@ -170,10 +183,18 @@ fn build_router(
     options: &ServeOptions,
     workers: mpsc::Sender<()>,
 ) -> Router {
-    let token = deps.token.clone();
-    let readiness = webhook::Readiness::watch(Arc::clone(&deps.state), deps.token.is_none());
+    let senders = auth::Senders {
+        token: deps.token.clone(),
+        oidc: deps
+            .oidc
+            .clone()
+            .map(|config| Arc::new(OidcVerifier::new(config))),
+        sns: Arc::new(SnsVerifier::new(deps.sns_cert_hosts.clone())),
+    };
+    let readiness = webhook::Readiness::watch(Arc::clone(&deps.state), senders.open());
     let state = Arc::new(webhook::AppState {
         deps,
+        senders: senders.clone(),
         request_timeout: options.request_timeout,
         body_read_timeout: options.body_read_timeout,
         workers,
@@ -183,8 +204,8 @@ fn build_router(
     });
     let hook = post(webhook::receive)
         .route_layer(axum::middleware::from_fn_with_state(
-            token,
-            auth::require_token,
+            senders,
+            auth::require_sender,
         ))
         .route_layer(axum::middleware::from_fn(metrics::observe));
     Router::new()
@@ -211,8 +232,8 @@ pub async fn serve(
     options: &ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    check_auth_config(&deps.token, options.allow_unauthenticated)?;
-    if deps.token.is_none() {
+    check_auth_config(&deps.token, &deps.oidc, options.allow_unauthenticated)?;
+    if deps.token.is_none() && deps.oidc.is_none() {
         tracing::warn!("the webhook accepts unauthenticated requests (--allow-unauthenticated)");
     }
     let metrics = install_metrics();

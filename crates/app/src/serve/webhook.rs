@@ -32,6 +32,8 @@ const READY_EVERY: Duration = Duration::from_secs(2);
 /// What the routes share.
 pub(super) struct AppState {
     pub(super) deps: ServeDeps,
+    /// Who may post; SNS messages are checked against it here, once the body is in.
+    pub(super) senders: super::auth::Senders,
     pub(super) request_timeout: Duration,
     pub(super) body_read_timeout: Duration,
     /// Held by every worker while it runs, so that shutdown can wait for them.
@@ -240,6 +242,10 @@ pub(super) async fn receive(State(state): State<Arc<AppState>>, body: Body) -> R
             return reply(Reply::BodyTimeout);
         }
     };
+    let sns_verified = match super::auth::check_sns(&state.senders, &body).await {
+        Ok(verified) => verified,
+        Err(refused) => return reply(refused),
+    };
     let event = match decode(&body) {
         Ok(event) => event,
         Err(error) => {
@@ -263,7 +269,7 @@ pub(super) async fn receive(State(state): State<Arc<AppState>>, body: Body) -> R
         Some(Flight::Leader(sender)) => Some(sender),
         None => None,
     };
-    let replied = work(&state, event).await;
+    let replied = work(&state, event, sns_verified).await;
     if let (Some(key), Some(sender)) = (key, leader) {
         state.flights.land(&key);
         sender.send_replace(Some(replied.clone()));
@@ -289,7 +295,7 @@ fn flight_key(event: &WebhookEvent) -> Option<FlightKey> {
 }
 
 /// Does the work of one event on a task of its own, within the request's time.
-async fn work(state: &Arc<AppState>, event: WebhookEvent) -> Reply {
+async fn work(state: &Arc<AppState>, event: WebhookEvent, sns_verified: bool) -> Reply {
     let Ok(permit) = Arc::clone(&state.capacity).try_acquire_owned() else {
         tracing::error!("webhook at capacity; the sender will deliver it again");
         return Reply::Error;
@@ -304,7 +310,7 @@ async fn work(state: &Arc<AppState>, event: WebhookEvent) -> Reply {
         tokio::spawn(async move {
             let _running = state.workers.clone();
             let _permit = permit;
-            handle(&state.deps, event, deadline).await
+            handle(&state.deps, event, sns_verified, deadline).await
         })
     };
     // A little longer than the work's own deadline: it ends itself then.
@@ -324,7 +330,13 @@ async fn work(state: &Arc<AppState>, event: WebhookEvent) -> Reply {
     }
 }
 
-async fn handle(deps: &ServeDeps, event: WebhookEvent, deadline: Instant) -> Reply {
+/// `sns_verified`: the body was an SNS message whose signature was checked.
+async fn handle(
+    deps: &ServeDeps,
+    event: WebhookEvent,
+    sns_verified: bool,
+    deadline: Instant,
+) -> Reply {
     match event {
         WebhookEvent::CustomerUpserted(customer) => deliver(deps, *customer, deadline).await,
         WebhookEvent::CustomerChanged { id, version } => {
@@ -356,9 +368,15 @@ async fn handle(deps: &ServeDeps, event: WebhookEvent, deadline: Instant) -> Rep
             tracing::info!(%why, "webhook message needs nothing");
             Reply::Ignored
         }
-        WebhookEvent::SnsSubscriptionConfirmation { subscribe_url } => {
+        WebhookEvent::SnsSubscriptionConfirmation { subscribe_url } if sns_verified => {
             tracing::info!(%subscribe_url, "SNS subscription confirmation: visit the SubscribeURL to confirm it");
             Reply::SubscriptionConfirmationLogged
+        }
+        WebhookEvent::SnsSubscriptionConfirmation { .. } => {
+            // Inside another envelope its signature was not checked: a forged
+            // SubscribeURL must not reach an operator who would visit it.
+            tracing::warn!("SNS subscription confirmation inside another envelope; its SubscribeURL is not logged");
+            Reply::Ignored
         }
         other => {
             // Nothing of the event is logged: it may carry personal data.

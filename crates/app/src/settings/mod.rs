@@ -27,7 +27,7 @@ use segment_sync_domain::identity::UnknownStrategy;
 use segment_sync_domain::{Mapping, UserIdStrategy, WriteKey, WriteKeyError};
 
 use crate::cli::{Command, DeadLettersCommand};
-use crate::serve::{check_auth_config, WebhookToken};
+use crate::serve::{check_auth_config, OidcConfig, SnsCertHosts, WebhookToken, GOOGLE_JWKS_URL};
 pub use deletion::{DeletionSettings, DELETION_OFF};
 
 /// The default state database path.
@@ -355,6 +355,12 @@ pub struct WebhookSettings {
     pub listen: SocketAddr,
     /// `WEBHOOK_MAX_CONNECTIONS`: connections held open at once.
     pub max_connections: usize,
+    /// `WEBHOOK_OIDC_AUDIENCE`, `WEBHOOK_OIDC_JWKS_URL`, `WEBHOOK_OIDC_EMAIL`:
+    /// Pub/Sub push tokens accepted, when the audience is set.
+    pub oidc: Option<OidcConfig>,
+    /// `WEBHOOK_SNS_CERT_HOSTS` (for tests and special set-ups): where SNS
+    /// signing certificates may come from.
+    pub sns_cert_hosts: SnsCertHosts,
 }
 
 /// Every section of the configuration, each parsed with all its errors.
@@ -718,11 +724,28 @@ fn webhook(env: &Env, flags: &Flags) -> Parsed<WebhookSettings> {
         .map_err(|e| errors.0.push(ConfigError::Refused(e.to_string())))
         .ok()
         .flatten();
-    if !blank_token {
-        if let Err(refused) = check_auth_config(&token, flags.allow_unauthenticated) {
+    let oidc = oidc(env, &mut errors);
+    if !blank_token && oidc.is_some() {
+        if let Err(refused) = check_auth_config(
+            &token,
+            oidc.as_ref().unwrap_or(&None),
+            flags.allow_unauthenticated,
+        ) {
             errors.0.push(ConfigError::Refused(refused.to_string()));
         }
     }
+    let sns_cert_hosts = errors
+        .keep(env.get("WEBHOOK_SNS_CERT_HOSTS").and_then(|hosts| {
+            hosts
+                .map(|hosts| {
+                    SnsCertHosts::parse(hosts).map_err(|reason| ConfigError::Invalid {
+                        name: "WEBHOOK_SNS_CERT_HOSTS",
+                        reason,
+                    })
+                })
+                .transpose()
+        }))
+        .map(Option::unwrap_or_default);
     let max_connections = errors.keep(number(env, "WEBHOOK_MAX_CONNECTIONS"));
     let listen = match flags.listen {
         Some(listen) => Some(listen),
@@ -746,8 +769,59 @@ fn webhook(env: &Env, flags: &Flags) -> Parsed<WebhookSettings> {
                 .map_or(crate::serve::DEFAULT_MAX_CONNECTIONS, |n| n as usize),
             token,
             listen: listen?,
+            oidc: oidc?,
+            sns_cert_hosts: sns_cert_hosts?,
         })
     })
+}
+
+/// The Pub/Sub push token settings: `None` when `WEBHOOK_OIDC_AUDIENCE` is unset;
+/// `None` inside when one of them is wrong (its error kept).
+fn oidc(env: &Env, errors: &mut Errors) -> Option<Option<OidcConfig>> {
+    let before = errors.0.len();
+    let audience = errors.keep(env.get("WEBHOOK_OIDC_AUDIENCE")).flatten();
+    let jwks_url = errors
+        .keep(env.get("WEBHOOK_OIDC_JWKS_URL").and_then(|url| {
+            url.map(|url| service_url("WEBHOOK_OIDC_JWKS_URL", url))
+                .transpose()
+        }))
+        .flatten();
+    let email = errors
+        .keep(env.get("WEBHOOK_OIDC_EMAIL").and_then(|email| {
+            email
+                .map(|email| match email.split_once('@') {
+                    Some((name, domain)) if !name.is_empty() && domain.contains('.') => {
+                        Ok(email.to_owned())
+                    }
+                    _ => Err(ConfigError::Invalid {
+                        name: "WEBHOOK_OIDC_EMAIL",
+                        reason: format!("`{email}` is not a service account's email address"),
+                    }),
+                })
+                .transpose()
+        }))
+        .flatten();
+    if audience.is_none() {
+        for (name, set) in [
+            ("WEBHOOK_OIDC_JWKS_URL", jwks_url.is_some()),
+            ("WEBHOOK_OIDC_EMAIL", email.is_some()),
+        ] {
+            if set {
+                errors.0.push(ConfigError::Invalid {
+                    name,
+                    reason: "is used only with WEBHOOK_OIDC_AUDIENCE, which is not set".to_owned(),
+                });
+            }
+        }
+    }
+    if errors.0.len() > before {
+        return None;
+    }
+    Some(audience.map(|audience| OidcConfig {
+        audience: audience.to_owned(),
+        jwks_url: jwks_url.unwrap_or_else(|| GOOGLE_JWKS_URL.to_owned()),
+        email,
+    }))
 }
 
 /// A service's base URL: `https`, or plain `http` only to a loopback host (a local
@@ -758,15 +832,9 @@ fn service_url(name: &'static str, value: &str) -> Result<String, ConfigError> {
         name,
         reason: format!("{shown} is not a URL ({e})"),
     })?;
-    let loopback = match parsed.host() {
-        Some(url::Host::Domain(host)) => host.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
     match parsed.scheme() {
         "https" => Ok(value.to_owned()),
-        "http" if loopback => Ok(value.to_owned()),
+        "http" if is_loopback(&parsed) => Ok(value.to_owned()),
         "http" => Err(ConfigError::Invalid {
             name,
             reason: format!(
@@ -799,6 +867,17 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
         .ok()
         .filter(|d| !d.is_zero())
         .ok_or_else(|| format!("`{value}` is not a duration (e.g. 30d, 12h, 90m)"))
+}
+
+/// Whether a URL's host is a loopback address (or `localhost`), where plain http
+/// is allowed.
+pub(crate) fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(host)) => host.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 /// A positive whole number, when set.

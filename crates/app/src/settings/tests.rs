@@ -401,3 +401,73 @@ fn email_is_reserved_only_under_the_email_strategy() {
     let rules = Settings::parse(&by_id, &flags).rules.unwrap();
     assert_eq!(rules.strategy(), UserIdStrategy::CustomerId);
 }
+
+#[test]
+fn oidc_settings_default_to_google_and_stand_in_for_the_token() {
+    let webhook = parse(&[("WEBHOOK_OIDC_AUDIENCE", " https://hooks.example.com ")])
+        .webhook
+        .expect("an audience alone authenticates");
+    assert!(webhook.token.is_none());
+    assert_eq!(
+        webhook.oidc,
+        Some(OidcConfig {
+            audience: "https://hooks.example.com".to_owned(),
+            jwks_url: GOOGLE_JWKS_URL.to_owned(),
+            email: None,
+        })
+    );
+    assert_eq!(webhook.sns_cert_hosts, SnsCertHosts::default());
+
+    let local = parse(&[
+        ("WEBHOOK_OIDC_AUDIENCE", "aud"),
+        ("WEBHOOK_OIDC_JWKS_URL", "http://127.0.0.1:9/certs"),
+        ("WEBHOOK_OIDC_EMAIL", "push@p.iam.gserviceaccount.com"),
+        ("WEBHOOK_SNS_CERT_HOSTS", "127.0.0.1:9"),
+    ])
+    .webhook
+    .unwrap();
+    let oidc = local.oidc.unwrap();
+    assert_eq!(oidc.jwks_url, "http://127.0.0.1:9/certs");
+    assert_eq!(
+        oidc.email.as_deref(),
+        Some("push@p.iam.gserviceaccount.com")
+    );
+    assert_eq!(
+        local.sns_cert_hosts,
+        SnsCertHosts::parse("127.0.0.1:9").unwrap()
+    );
+}
+
+#[test]
+fn every_oidc_and_sns_setting_error_is_reported_at_once() {
+    let errors = parse(&[
+        ("WEBHOOK_TOKEN", "t"),
+        ("WEBHOOK_OIDC_JWKS_URL", "https://keys.example.com/certs"),
+        ("WEBHOOK_OIDC_EMAIL", "push@p.iam.gserviceaccount.com"),
+        ("WEBHOOK_SNS_CERT_HOSTS", "*.amazonaws.com,"),
+    ])
+    .webhook
+    .unwrap_err();
+    assert_eq!(
+        messages(&errors),
+        [
+            "WEBHOOK_OIDC_JWKS_URL: is used only with WEBHOOK_OIDC_AUDIENCE, which is not set",
+            "WEBHOOK_OIDC_EMAIL: is used only with WEBHOOK_OIDC_AUDIENCE, which is not set",
+            "WEBHOOK_SNS_CERT_HOSTS: `` is not a host pattern (host names whose labels may be `*`, each with an optional :port, separated by commas)",
+        ]
+    );
+    let errors = parse(&[
+        ("WEBHOOK_OIDC_AUDIENCE", "aud"),
+        ("WEBHOOK_OIDC_JWKS_URL", "ftp://keys.example.com/certs"),
+        ("WEBHOOK_OIDC_EMAIL", "push"),
+    ])
+    .webhook
+    .unwrap_err();
+    assert_eq!(
+        messages(&errors),
+        [
+            "WEBHOOK_OIDC_JWKS_URL: ftp://keys.example.com/certs: the scheme must be https, not ftp",
+            "WEBHOOK_OIDC_EMAIL: `push` is not a service account's email address",
+        ]
+    );
+}

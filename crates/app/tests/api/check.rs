@@ -24,7 +24,7 @@ async fn all_good_prints_only_ticks_and_exits_0() {
     assert_eq!(output.status.code(), Some(0), "{text}{}", stderr(&output));
     assert_eq!(
         text.lines().filter(|l| l.starts_with('✓')).count(),
-        8,
+        9,
         "{text}"
     );
     assert!(!text.contains('✗'));
@@ -148,7 +148,7 @@ mod deletion {
         line_starting(&text, "✓", "Segment Public API");
         assert_eq!(
             text.lines().filter(|l| l.starts_with('✓')).count(),
-            9,
+            10,
             "{text}"
         );
         assert!(api.requests() >= 1, "the token was tried");
@@ -197,4 +197,37 @@ mod deletion {
         assert_eq!(output.status.code(), Some(0), "{text}");
         assert!(!text.contains("Public API"), "{text}");
     }
+}
+
+#[tokio::test]
+async fn the_oidc_keys_are_fetched_and_shown_as_a_line() {
+    use segment_sync_testkit::sender_auth::{FakeJwksHost, GoogleSigner};
+    let (_segment, _ctp, app) = healthy().await;
+    let google = GoogleSigner::key_a();
+    let jwks = FakeJwksHost::start(&[&google]).await;
+    let reachable = app
+        .env("WEBHOOK_OIDC_AUDIENCE", "https://hooks.example.com")
+        .env("WEBHOOK_OIDC_JWKS_URL", &jwks.jwks_url());
+    let output = reachable.run(&["check"]).await;
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}{}", stderr(&output));
+    line_starting(&text, "✓", "OIDC keys");
+    assert!(
+        text.contains("audience https://hooks.example.com, RS256 keys: 1"),
+        "{text}"
+    );
+    assert_eq!(jwks.fetches(), 1);
+
+    let gone = reachable.env(
+        "WEBHOOK_OIDC_JWKS_URL",
+        &format!("{}/gone", jwks.jwks_url()),
+    );
+    let output = gone.run(&["check"]).await;
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    line_starting(&text, "✗", "OIDC keys");
+    assert!(
+        text.contains("fix: cannot fetch the OIDC keys from WEBHOOK_OIDC_JWKS_URL: HTTP 404"),
+        "{text}"
+    );
 }

@@ -364,7 +364,7 @@ async fn log_fields_are_plain_values_and_a_malformed_array_element_is_named_by_i
     let rejected = log_lines(&err, "customer rejected; it is in the dead letters");
     let reason = rejected[0]["reason"].as_str().unwrap();
     for expected in [
-        format!("Invalid payload at line {bad_starts_on} (array index 1): "),
+        format!("in.json line {bad_starts_on} (array index 1): "),
         format!(" (line {fault_on}, column "),
     ] {
         assert!(reason.contains(&expected), "{reason} names {expected}");

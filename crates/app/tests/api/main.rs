@@ -10,6 +10,7 @@ mod replicas;
 mod rule;
 mod serve;
 mod serve_process;
+mod serve_senders;
 mod serve_support;
 mod state;
 mod sync;

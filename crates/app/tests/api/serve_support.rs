@@ -10,7 +10,9 @@ use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use base64::Engine as _;
 use segment_sync::privacy::{Deletions, Regulator};
-use segment_sync::serve::{install_metrics, router_with_timeout, ServeDeps, WebhookToken};
+use segment_sync::serve::{
+    install_metrics, router_with_timeout, OidcConfig, ServeDeps, SnsCertHosts, WebhookToken,
+};
 use segment_sync::service::SyncService;
 use segment_sync_domain::UserIdStrategy;
 use segment_sync_ports::RegulationType;
@@ -18,6 +20,7 @@ pub use segment_sync_testkit::customers::{customer, customer_created, customer_j
 pub use segment_sync_testkit::memory::{
     Gate, MemoryRegulations, MemorySegment, MemorySource, MemoryStateStore, SegmentBehaviour,
 };
+use segment_sync_testkit::sender_auth::{FakeSnsCertHost, SnsSigner};
 pub use segment_sync_testkit::DEADLINE;
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
@@ -87,27 +90,41 @@ impl TestApp {
 
     /// With this token (or none) and request timeout.
     pub fn with(token: Option<&str>, request_timeout: Duration) -> Self {
-        Self::build(token, request_timeout, None)
+        Self::with_deps(token, request_timeout, |_| {})
+    }
+
+    /// With this token (or none) and Pub/Sub push tokens of `oidc` accepted.
+    pub fn with_oidc(token: Option<&str>, oidc: OidcConfig) -> Self {
+        Self::with_deps(token, Duration::from_secs(10), |deps| {
+            deps.oidc = Some(oidc);
+        })
     }
 
     /// With `SEGMENT_DELETION` on as `kind`: deletions reach [`TestApp::regulations`]
     /// when [`Deletions::send_queued`] runs.
     pub fn deleting(kind: RegulationType) -> Self {
-        Self::build(Some(TOKEN), Duration::from_secs(10), Some(kind))
+        let regulations = MemoryRegulations::new();
+        let client = Arc::new(regulations.clone());
+        let mut app = Self::with_deps(Some(TOKEN), Duration::from_secs(10), |deps| {
+            let regulator = Regulator { client, kind };
+            deps.deletions = Arc::new(Deletions::new(Arc::clone(&deps.state), Some(regulator)));
+        });
+        app.regulations = regulations;
+        app
     }
 
-    fn build(token: Option<&str>, request_timeout: Duration, kind: Option<RegulationType>) -> Self {
+    /// With this token (or none) and request timeout, its ports changed by `change`.
+    pub fn with_deps(
+        token: Option<&str>,
+        request_timeout: Duration,
+        change: impl FnOnce(&mut ServeDeps),
+    ) -> Self {
         init_logs();
         let segment = Arc::new(MemorySegment::new());
         let source = Arc::new(MemorySource::new());
         let state = Arc::new(MemoryStateStore::new());
-        let regulations = MemoryRegulations::new();
         let mut deps = deps(&segment, &source, &state, token);
-        let regulator = kind.map(|kind| Regulator {
-            client: Arc::new(regulations.clone()),
-            kind,
-        });
-        deps.deletions = Arc::new(Deletions::new(state.clone(), regulator));
+        change(&mut deps);
         let deletions = Arc::clone(&deps.deletions);
         let router = router_with_timeout(deps, install_metrics(), request_timeout);
         Self {
@@ -116,7 +133,7 @@ impl TestApp {
             source,
             state,
             deletions,
-            regulations,
+            regulations: MemoryRegulations::new(),
         }
     }
 
@@ -168,6 +185,10 @@ pub fn deps(
         state: state.clone(),
         token: token.map(|t| WebhookToken::parse(t).expect("a valid token")),
         deletions: Arc::new(Deletions::new(state.clone(), None)),
+        oidc: None,
+        // The signing certificate of [`sns`] messages is on a local host.
+        sns_cert_hosts: SnsCertHosts::parse(&FakeSnsCertHost::shared().host())
+            .expect("a host pattern"),
     }
 }
 
@@ -251,33 +272,19 @@ pub fn cloudevent(payload: &Value) -> Value {
     })
 }
 
-/// An AWS SNS `Notification` around a payload.
+/// An AWS SNS `Notification` around a payload, signed like AWS with the test
+/// key, its certificate on the test binary's shared certificate host.
 pub fn sns(payload: &Value) -> Value {
-    json!({
-        "Type": "Notification",
-        "MessageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
-        "TopicArn": "arn:aws:sns:eu-west-1:123456789012:commercetools",
-        "Message": payload.to_string(),
-        "Timestamp": "2024-05-01T10:00:01.000Z",
-        "SignatureVersion": "1",
-        "Signature": "EXAMPLE",
-        "SigningCertURL": "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0000.pem",
-        "UnsubscribeURL": "https://sns.eu-west-1.amazonaws.com/?Action=Unsubscribe"
-    })
+    SnsSigner::default().notification(&payload.to_string(), &FakeSnsCertHost::shared().cert_url())
 }
 
-/// An AWS SNS `SubscriptionConfirmation`.
+/// The SubscribeURL of [`sns_subscription_confirmation`].
+pub const SUBSCRIBE_URL: &str = "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=arn:aws:sns:eu-west-1:123456789012:commercetools&Token=2336412f37fb687f5d51e6e2425";
+
+/// An AWS SNS `SubscriptionConfirmation`, signed like [`sns`].
 pub fn sns_subscription_confirmation() -> Value {
-    json!({
-        "Type": "SubscriptionConfirmation",
-        "MessageId": "165545c9-2a5c-472c-8df2-7ff2be2b3b1b",
-        "Token": "2336412f37fb687f5d51e6e2425",
-        "TopicArn": "arn:aws:sns:eu-west-1:123456789012:commercetools",
-        "Message": "You have chosen to subscribe to the topic. To confirm, visit the SubscribeURL.",
-        "SubscribeURL": "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=arn:aws:sns:eu-west-1:123456789012:commercetools&Token=2336412f37fb687f5d51e6e2425",
-        "Timestamp": "2024-05-01T10:00:00.000Z",
-        "SignatureVersion": "1"
-    })
+    SnsSigner::default()
+        .subscription_confirmation(SUBSCRIBE_URL, &FakeSnsCertHost::shared().cert_url())
 }
 
 /// The value of a Prometheus sample line, or 0 when absent.

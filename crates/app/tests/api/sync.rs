@@ -401,3 +401,30 @@ async fn an_interrupted_sync_records_what_was_in_flight_and_exits_130() {
     );
     assert_eq!(runs[0].error.as_deref(), Some("interrupted"));
 }
+
+#[tokio::test]
+async fn malformed_lines_of_two_exports_are_two_dead_letters() {
+    let segment = FakeSegment::start(SegmentMode::Accept).await;
+    let app = App::new().with_fakes(&segment, None);
+    let export = format!("{}\n{{\"broken\": \n", numbered_json(1));
+    for name in ["monday.ndjson", "tuesday.ndjson"] {
+        let input = app.write_file(name, &export);
+        let output = app
+            .run(&["sync", "--input", input.to_str().unwrap(), "--json"])
+            .await;
+        assert_eq!(
+            summary(&output)["rejected"],
+            1,
+            "{name}: {}",
+            stderr(&output)
+        );
+    }
+
+    let letters = app.run(&["dead-letters", "list", "--json"]).await;
+    let letters: Value = serde_json::from_str(&stdout(&letters)).unwrap();
+
+    assert_eq!(letters.as_array().unwrap().len(), 2, "{letters}");
+    for name in ["monday.ndjson line 2", "tuesday.ndjson line 2"] {
+        assert!(letters.to_string().contains(name), "{name} in {letters}");
+    }
+}

@@ -494,3 +494,21 @@ fn envelopes_nested_without_end_are_refused() {
         &["nested too deep"],
     );
 }
+
+#[test]
+fn only_a_bare_sns_message_is_the_bodys_sns_message() {
+    let bare = sns(RESOURCE_UPDATED);
+    assert_eq!(
+        sns_message(bare.as_bytes()).map(|message| message["Type"].clone()),
+        Some(Value::from("Notification"))
+    );
+    for (what, body) in [
+        ("wrapped in Pub/Sub", pubsub(&bare)),
+        ("a Platform payload", RESOURCE_UPDATED.to_owned()),
+        ("a CloudEvent", cloudevent(RESOURCE_UPDATED)),
+        ("not JSON", "Type".to_owned()),
+        ("Type not a string", r#"{"Type": 1}"#.to_owned()),
+    ] {
+        assert_eq!(sns_message(body.as_bytes()), None, "{what}");
+    }
+}
