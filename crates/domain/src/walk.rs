@@ -289,11 +289,17 @@ mod tests {
         limit.overloaded(start, Some(Duration::from_secs(3)));
         let until = start + Duration::from_secs(3);
         assert_eq!(limit.paused_until(start), Some(until));
-        assert_eq!(limit.paused_until(until - Duration::from_millis(1)), Some(until));
+        assert_eq!(
+            limit.paused_until(until - Duration::from_millis(1)),
+            Some(until)
+        );
         assert_eq!(limit.paused_until(until), None);
         // A shorter wait asked later does not shorten the pause.
         limit.overloaded(start + Duration::from_secs(1), Some(Duration::from_secs(1)));
-        assert_eq!(limit.paused_until(start + Duration::from_secs(2)), Some(until));
+        assert_eq!(
+            limit.paused_until(start + Duration::from_secs(2)),
+            Some(until)
+        );
     }
 
     #[test]
@@ -311,7 +317,11 @@ mod tests {
         for _ in 0..7 {
             limit.succeeded(calm);
         }
-        assert_eq!(limit.limit(), 8, "a round is as many successes as the limit");
+        assert_eq!(
+            limit.limit(),
+            8,
+            "a round is as many successes as the limit"
+        );
         limit.succeeded(calm);
         assert_eq!(limit.limit(), 9);
         for _ in 0..1_000 {

@@ -1,9 +1,16 @@
-//! The walk over a customer query: `sort=id asc`, an `id > "<last id>"` cursor,
-//! and the next page always in flight while the caller handles the current one.
+//! The walk over a customer query: the id space split into ranges, each walked
+//! with `sort=id asc` and an `id > "<last id>"` cursor, their pages handed out in
+//! the order they arrive.
+//!
+//! Every range keeps one page ahead: it asks for its next page once there is room
+//! for it, so a walk holds at most one page per range (in flight or waiting)
+//! besides the one the caller has. With one range this is the single cursor,
+//! always one page ahead of the caller.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use segment_sync_domain::walk::{id_ranges, IdRange};
 use segment_sync_domain::Customer;
 use segment_sync_ports::{CustomerPages, CustomerQuery, Page, SourceError, SourceRecord};
 use serde::Deserialize;
@@ -11,29 +18,33 @@ use serde_json::value::RawValue;
 use time::format_description::FormatItem;
 use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
-use tokio::task::JoinHandle;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use super::source::Client;
+use super::throttle::Throttle;
 
 /// RFC 3339 in UTC with milliseconds, as commercetools writes its own timestamps.
 const PREDICATE_TIME: &[FormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
 
-/// The pages of one customer query, fetched one page ahead.
+/// The pages of one customer query, read by one cursor per id range.
 pub(crate) struct ApiPages {
-    client: Arc<Client>,
-    query: CustomerQuery,
-    pages_requested: u64,
-    next: Option<PageFetch>,
+    pages: mpsc::Receiver<Result<Page, SourceError>>,
+    /// The cursors; dropping the walk stops them.
+    _cursors: JoinSet<()>,
+    /// The first range that failed: reported once the others are read.
+    failed: Option<SourceError>,
 }
 
-/// A page request running on its own task. Dropping the walk cancels it.
-struct PageFetch(JoinHandle<Result<FetchedPage, SourceError>>);
-
-impl Drop for PageFetch {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+/// Where one cursor is: its range, and what it needs to ask for a page.
+struct Cursor {
+    client: Arc<Client>,
+    throttle: Arc<Throttle>,
+    query: CustomerQuery,
+    range: IdRange,
+    /// Which range, for logs and positions; `None` when there is only one.
+    label: Option<usize>,
 }
 
 /// A page as read, with what the walk needs to go on.
@@ -44,85 +55,126 @@ struct FetchedPage {
 }
 
 impl ApiPages {
-    /// Starts the walk: the first page is requested at once.
+    /// Starts the walk: every range asks for its first page at once (as many at
+    /// a time as the throttle lets through).
     pub(crate) fn start(client: Arc<Client>, query: CustomerQuery) -> Self {
-        let mut pages = Self {
-            client,
-            query,
-            pages_requested: 0,
-            next: None,
-        };
-        pages.next = Some(pages.request(None));
-        pages
+        let ranges = id_ranges(client.concurrency);
+        let throttle = Arc::new(Throttle::new(client.concurrency));
+        let (page_tx, pages) = mpsc::channel(ranges.len());
+        let single = ranges.len() == 1;
+        let mut cursors = JoinSet::new();
+        for (index, range) in ranges.into_iter().enumerate() {
+            let cursor = Cursor {
+                client: Arc::clone(&client),
+                throttle: Arc::clone(&throttle),
+                query,
+                range,
+                label: (!single).then_some(index + 1),
+            };
+            cursors.spawn(cursor.walk(page_tx.clone()));
+        }
+        Self {
+            pages,
+            _cursors: cursors,
+            failed: None,
+        }
+    }
+}
+
+impl Cursor {
+    /// Reads the range page by page into `pages` until it ends, fails, or the
+    /// walk is dropped.
+    async fn walk(self, pages: mpsc::Sender<Result<Page, SourceError>>) {
+        let mut after: Option<String> = None;
+        let mut page_number = 0;
+        // Room for the page is taken before it is asked for: memory is bounded
+        // by the channel, not by how fast the API answers.
+        while let Ok(room) = pages.reserve().await {
+            page_number += 1;
+            let fetched = match self.fetch(after.as_deref(), page_number).await {
+                Ok(fetched) => fetched,
+                Err(error) => return room.send(Err(error)),
+            };
+            if fetched.received == 0 {
+                return;
+            }
+            // A short page is the range's last: commercetools has nothing after it.
+            if fetched.received < self.client.page_size as usize {
+                return room.send(Ok(fetched.page));
+            }
+            let Some(last_id) = fetched.last_id else {
+                return room.send(Err(SourceError::Protocol(
+                    "a full customer page without any id; the walk cannot go on".to_owned(),
+                )));
+            };
+            room.send(Ok(fetched.page));
+            after = Some(last_id);
+        }
     }
 
-    fn request(&mut self, after: Option<String>) -> PageFetch {
-        self.pages_requested += 1;
-        let client = Arc::clone(&self.client);
-        let query = self.query;
-        let page_number = self.pages_requested;
-        PageFetch(tokio::spawn(async move {
-            fetch_page(&client, query, after.as_deref(), page_number).await
-        }))
+    async fn fetch(
+        &self,
+        after: Option<&str>,
+        page_number: u64,
+    ) -> Result<FetchedPage, SourceError> {
+        let client = &self.client;
+        let limit = client.page_size.to_string();
+        let predicate = where_predicate(self.query, &self.range, after);
+        let answer = client
+            .send_paced("customer query", Some(&self.throttle), |http| {
+                let mut params = vec![
+                    ("limit", limit.as_str()),
+                    ("withTotal", "false"),
+                    ("sort", "id asc"),
+                ];
+                if let Some(predicate) = &predicate {
+                    params.push(("where", predicate));
+                }
+                http.get(client.customers_url.clone()).query(&params)
+            })
+            .await?;
+        if answer.status != 200 {
+            return Err(answer.unexpected("customer query"));
+        }
+        let page = match self.label {
+            Some(range) => format!("range {range} page {page_number}"),
+            None => format!("page {page_number}"),
+        };
+        let fetched = parse_page(&answer.body, &page)?;
+        tracing::debug!(
+            page,
+            customers = fetched.received,
+            "read a commercetools customer page"
+        );
+        Ok(fetched)
     }
 }
 
 #[async_trait]
 impl CustomerPages for ApiPages {
+    /// The next page of any range. A range that fails does not stop the others:
+    /// their pages are still handed out, and the walk ends with the failure
+    /// instead of `None`. Credentials and scope, which no range gets past, end
+    /// it at once.
     async fn next_page(&mut self) -> Result<Option<Page>, SourceError> {
-        let Some(mut fetch) = self.next.take() else {
-            return Ok(None);
-        };
-        let fetched = (&mut fetch.0)
-            .await
-            .map_err(|e| SourceError::Protocol(format!("customer page request stopped: {e}")))??;
-        if fetched.received == 0 {
-            return Ok(None);
-        }
-        // A short page is the last one: commercetools has nothing after it.
-        if fetched.received >= self.client.page_size as usize {
-            let Some(last_id) = fetched.last_id else {
-                return Err(SourceError::Protocol(
-                    "a full customer page without any id; the walk cannot go on".to_owned(),
-                ));
-            };
-            self.next = Some(self.request(Some(last_id)));
-        }
-        Ok(Some(fetched.page))
-    }
-}
-
-async fn fetch_page(
-    client: &Client,
-    query: CustomerQuery,
-    after: Option<&str>,
-    page_number: u64,
-) -> Result<FetchedPage, SourceError> {
-    let limit = client.page_size.to_string();
-    let predicate = where_predicate(query, after);
-    let answer = client
-        .send("customer query", |http| {
-            let mut params = vec![
-                ("limit", limit.as_str()),
-                ("withTotal", "false"),
-                ("sort", "id asc"),
-            ];
-            if let Some(predicate) = &predicate {
-                params.push(("where", predicate));
+        loop {
+            match self.pages.recv().await {
+                Some(Ok(page)) => return Ok(Some(page)),
+                Some(Err(error)) if error.is_fatal() => {
+                    self.pages.close();
+                    return Err(error);
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(
+                        error = %error,
+                        "an id range of the customer walk failed; reading the others"
+                    );
+                    self.failed.get_or_insert(error);
+                }
+                None => return self.failed.take().map_or(Ok(None), Err),
             }
-            http.get(client.customers_url.clone()).query(&params)
-        })
-        .await?;
-    if answer.status != 200 {
-        return Err(answer.unexpected("customer query"));
+        }
     }
-    let fetched = parse_page(&answer.body, page_number)?;
-    tracing::debug!(
-        page = page_number,
-        customers = fetched.received,
-        "read a commercetools customer page"
-    );
-    Ok(fetched)
 }
 
 /// The body of a query answer; each result is kept raw so that one customer
@@ -133,11 +185,10 @@ struct QueryResults<'a> {
     results: Vec<&'a RawValue>,
 }
 
-fn parse_page(body: &[u8], page_number: u64) -> Result<FetchedPage, SourceError> {
+/// Reads a query answer; `page` names it in positions and errors (`page 3`).
+fn parse_page(body: &[u8], page: &str) -> Result<FetchedPage, SourceError> {
     let parsed: QueryResults<'_> = serde_json::from_slice(body).map_err(|e| {
-        SourceError::Protocol(format!(
-            "customer page {page_number} is not a query result: {e}"
-        ))
+        SourceError::Protocol(format!("customer {page} is not a query result: {e}"))
     })?;
     let mut last_id = None;
     let records = parsed
@@ -146,7 +197,7 @@ fn parse_page(body: &[u8], page_number: u64) -> Result<FetchedPage, SourceError>
         .enumerate()
         .map(|(index, raw)| {
             let malformed = |reason: String, customer_id: Option<String>| SourceRecord::Malformed {
-                position: format!("page {page_number} index {index}"),
+                position: format!("{page} index {index}"),
                 customer_id,
                 reason,
             };
@@ -175,17 +226,23 @@ fn parse_page(body: &[u8], page_number: u64) -> Result<FetchedPage, SourceError>
     })
 }
 
-/// The `where` parameter for a page of `query` after the customer `after`.
-fn where_predicate(query: CustomerQuery, after: Option<&str>) -> Option<String> {
-    let changed = match query {
-        CustomerQuery::All => None,
-        CustomerQuery::ChangedSince(since) => Some(changed_since_predicate(since)),
-    };
-    let cursor = after.map(id_after_predicate);
-    match (changed, cursor) {
-        (Some(changed), Some(cursor)) => Some(format!("{changed} and {cursor}")),
-        (changed, cursor) => changed.or(cursor),
+/// The `where` parameter for a page of `query` within `range` after the
+/// customer `after`; once a cursor is past the range's lower bound, that bound
+/// says nothing more.
+fn where_predicate(query: CustomerQuery, range: &IdRange, after: Option<&str>) -> Option<String> {
+    let mut terms = Vec::new();
+    if let CustomerQuery::ChangedSince(since) = query {
+        terms.push(changed_since_predicate(since));
     }
+    match (after, range.low()) {
+        (Some(after), _) => terms.push(id_predicate(">", after)),
+        (None, Some(low)) => terms.push(id_predicate(">=", low)),
+        (None, None) => {}
+    }
+    if let Some(high) = range.high() {
+        terms.push(id_predicate("<", high));
+    }
+    (!terms.is_empty()).then(|| terms.join(" and "))
 }
 
 /// `lastModifiedAt >= "<since, UTC, milliseconds>"`.
@@ -199,10 +256,10 @@ fn changed_since_predicate(since: OffsetDateTime) -> String {
     format!("lastModifiedAt >= \"{at}\"")
 }
 
-/// `id > "<id>"`, the id escaped as a predicate string literal.
-fn id_after_predicate(id: &str) -> String {
+/// `id <op> "<id>"`, the id escaped as a predicate string literal.
+fn id_predicate(op: &str, id: &str) -> String {
     let escaped = id.replace('\\', "\\\\").replace('"', "\\\"");
-    format!("id > \"{escaped}\"")
+    format!("id {op} \"{escaped}\"")
 }
 
 #[cfg(test)]
@@ -212,10 +269,32 @@ mod tests {
 
     #[test]
     fn the_first_page_of_all_customers_has_no_predicate() {
-        assert_eq!(where_predicate(CustomerQuery::All, None), None);
+        let all = IdRange::everything();
+        assert_eq!(where_predicate(CustomerQuery::All, &all, None), None);
         assert_eq!(
-            where_predicate(CustomerQuery::All, Some("abc")).as_deref(),
+            where_predicate(CustomerQuery::All, &all, Some("abc")).as_deref(),
             Some(r#"id > "abc""#)
+        );
+    }
+
+    #[test]
+    fn a_range_bounds_the_cursor_until_it_is_past_the_lower_bound() {
+        let ranges = id_ranges(4);
+        assert_eq!(
+            where_predicate(CustomerQuery::All, &ranges[1], None).as_deref(),
+            Some(r#"id >= "4" and id < "8""#)
+        );
+        assert_eq!(
+            where_predicate(CustomerQuery::All, &ranges[1], Some("5f")).as_deref(),
+            Some(r#"id > "5f" and id < "8""#)
+        );
+        assert_eq!(
+            where_predicate(CustomerQuery::All, &ranges[0], None).as_deref(),
+            Some(r#"id < "4""#)
+        );
+        assert_eq!(
+            where_predicate(CustomerQuery::All, &ranges[3], None).as_deref(),
+            Some(r#"id >= "c""#)
         );
     }
 
@@ -223,18 +302,22 @@ mod tests {
     fn changed_since_is_utc_with_milliseconds_and_joined_with_the_cursor() {
         let since = CustomerQuery::ChangedSince(datetime!(2024-05-01 12:30:05.5 +02:00));
         assert_eq!(
-            where_predicate(since, None).as_deref(),
+            where_predicate(since, &IdRange::everything(), None).as_deref(),
             Some(r#"lastModifiedAt >= "2024-05-01T10:30:05.500Z""#)
         );
         assert_eq!(
-            where_predicate(since, Some("c-9")).as_deref(),
+            where_predicate(since, &IdRange::everything(), Some("c-9")).as_deref(),
             Some(r#"lastModifiedAt >= "2024-05-01T10:30:05.500Z" and id > "c-9""#)
+        );
+        assert_eq!(
+            where_predicate(since, &id_ranges(4)[2], Some("c-9")).as_deref(),
+            Some(r#"lastModifiedAt >= "2024-05-01T10:30:05.500Z" and id > "c-9" and id < "c""#)
         );
     }
 
     #[test]
     fn quotes_in_an_id_cannot_end_the_literal() {
-        assert_eq!(id_after_predicate(r#"a"b\c"#), r#"id > "a\"b\\c""#);
+        assert_eq!(id_predicate(">", r#"a"b\c"#), r#"id > "a\"b\\c""#);
     }
 
     #[test]
@@ -244,7 +327,7 @@ mod tests {
             {"id":"b","version":"two"},
             {"version":3}
         ]}"#;
-        let fetched = parse_page(body, 2).unwrap();
+        let fetched = parse_page(body, "page 2").unwrap();
         assert_eq!(fetched.received, 3);
         assert_eq!(fetched.last_id.as_deref(), Some("b"));
         assert!(matches!(&fetched.page.records[0], SourceRecord::Customer(c) if c.id == "a"));
