@@ -793,7 +793,9 @@ fn concurrency(env: &Env) -> Result<Option<u32>, ConfigError> {
     match number(env, NAME)? {
         Some(n) if n > MAX_CONCURRENCY => Err(ConfigError::Invalid {
             name: NAME,
-            reason: format!("`{n}` is more than {MAX_CONCURRENCY}, the most id ranges read at once"),
+            reason: format!(
+                "`{n}` is more than {MAX_CONCURRENCY}, the most id ranges read at once"
+            ),
         }),
         n => Ok(n),
     }

@@ -415,7 +415,10 @@ fn concurrency_is_a_whole_number_up_to_the_most_ranges_and_the_flag_beats_it() {
     for (value, reason) in [
         ("0", "`0` is not a positive whole number"),
         ("many", "`many` is not a positive whole number"),
-        ("65", "`65` is more than 64, the most id ranges read at once"),
+        (
+            "65",
+            "`65` is more than 64, the most id ranges read at once",
+        ),
     ] {
         assert_eq!(
             messages(&parse(&with(value)).commercetools.unwrap_err()),
