@@ -6,6 +6,9 @@
 
 use std::time::{Duration, Instant};
 
+/// Id ranges a walk reads at once unless configured otherwise.
+pub const DEFAULT_CONCURRENCY: u32 = 16;
+
 /// The most id ranges (and so requests in flight) one walk may use.
 pub const MAX_CONCURRENCY: u32 = 64;
 

@@ -29,8 +29,7 @@ pub use source::HttpCustomerSource;
 
 /// The most customers commercetools returns in one query page.
 pub const DEFAULT_PAGE_SIZE: u32 = 500;
-/// Id ranges a walk reads at once unless configured otherwise.
-pub const DEFAULT_CONCURRENCY: u32 = 16;
+pub use segment_sync_domain::walk::DEFAULT_CONCURRENCY;
 /// How long one request may take, connection included.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
