@@ -32,7 +32,7 @@ const PREDICATE_TIME: &[FormatItem<'static>] =
 pub(crate) struct ApiPages {
     pages: mpsc::Receiver<Result<Page, SourceError>>,
     /// The cursors; dropping the walk stops them.
-    _cursors: JoinSet<()>,
+    cursors: JoinSet<()>,
     /// The first range that failed: reported once the others are read.
     failed: Option<SourceError>,
 }
@@ -75,7 +75,7 @@ impl ApiPages {
         }
         Self {
             pages,
-            _cursors: cursors,
+            cursors,
             failed: None,
         }
     }
@@ -171,7 +171,18 @@ impl CustomerPages for ApiPages {
                     );
                     self.failed.get_or_insert(error);
                 }
-                None => return self.failed.take().map_or(Ok(None), Err),
+                None => {
+                    // Every cursor let go of the channel; one that panicked
+                    // did not read its range, and the walk is not complete.
+                    while let Some(ended) = self.cursors.join_next().await {
+                        if let Err(stopped) = ended {
+                            self.failed.get_or_insert(SourceError::Protocol(format!(
+                                "customer page request stopped: {stopped}"
+                            )));
+                        }
+                    }
+                    return self.failed.take().map_or(Ok(None), Err);
+                }
             }
         }
     }
