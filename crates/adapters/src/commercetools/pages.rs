@@ -3,13 +3,17 @@
 //! the order they arrive.
 //!
 //! Every range keeps one page ahead: it asks for its next page once there is room
-//! for it, so a walk holds at most one page per range (in flight or waiting)
-//! besides the one the caller has. With one range this is the single cursor,
-//! always one page ahead of the caller.
+//! for it, and a walk has room for one page per range, at most [`PAGES_HELD`], in
+//! flight or waiting, besides the one the caller has. A waiting page is kept as
+//! the API's bytes, checked to be a query result, and read into customers only
+//! when it is handed out: a page of customers takes several times the memory of
+//! its JSON. With one range this is the single cursor, always one page ahead of
+//! the caller.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use segment_sync_domain::walk::{id_ranges, IdRange};
 use segment_sync_domain::Customer;
 use segment_sync_ports::{CustomerPages, CustomerQuery, Page, SourceError, SourceRecord};
@@ -28,9 +32,14 @@ use super::throttle::Throttle;
 const PREDICATE_TIME: &[FormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
 
+/// The most pages a walk holds, in flight or waiting, whatever its number of
+/// ranges: 32 pages of 500 customers are about 25 MB of JSON, and keep 32
+/// requests in flight while the caller keeps up.
+const PAGES_HELD: usize = 32;
+
 /// The pages of one customer query, read by one cursor per id range.
 pub(crate) struct ApiPages {
-    pages: mpsc::Receiver<Result<Page, SourceError>>,
+    pages: mpsc::Receiver<Result<RawPage, SourceError>>,
     /// The cursors; dropping the walk stops them.
     cursors: JoinSet<()>,
     /// The first range that failed: reported once the others are read.
@@ -47,9 +56,15 @@ struct Cursor {
     label: Option<usize>,
 }
 
-/// A page as read, with what the walk needs to go on.
-struct FetchedPage {
-    page: Page,
+/// A page as the API sent it, checked to be a query result.
+struct RawPage {
+    body: Bytes,
+    /// `page 3`, or `range 2 page 3`: where its records are.
+    name: String,
+}
+
+/// What a cursor needs of a page to go on: how many records, and the last id.
+struct Skimmed {
     received: usize,
     last_id: Option<String>,
 }
@@ -60,7 +75,7 @@ impl ApiPages {
     pub(crate) fn start(client: Arc<Client>, query: CustomerQuery) -> Self {
         let ranges = id_ranges(client.concurrency);
         let throttle = Arc::new(Throttle::new(client.concurrency));
-        let (page_tx, pages) = mpsc::channel(ranges.len());
+        let (page_tx, pages) = mpsc::channel(ranges.len().min(PAGES_HELD));
         let single = ranges.len() == 1;
         let mut cursors = JoinSet::new();
         for (index, range) in ranges.into_iter().enumerate() {
@@ -84,30 +99,30 @@ impl ApiPages {
 impl Cursor {
     /// Reads the range page by page into `pages` until it ends, fails, or the
     /// walk is dropped.
-    async fn walk(self, pages: mpsc::Sender<Result<Page, SourceError>>) {
+    async fn walk(self, pages: mpsc::Sender<Result<RawPage, SourceError>>) {
         let mut after: Option<String> = None;
         let mut page_number = 0;
         // Room for the page is taken before it is asked for: memory is bounded
         // by the channel, not by how fast the API answers.
         while let Ok(room) = pages.reserve().await {
             page_number += 1;
-            let fetched = match self.fetch(after.as_deref(), page_number).await {
+            let (page, skimmed) = match self.fetch(after.as_deref(), page_number).await {
                 Ok(fetched) => fetched,
                 Err(error) => return room.send(Err(error)),
             };
-            if fetched.received == 0 {
+            if skimmed.received == 0 {
                 return;
             }
             // A short page is the range's last: commercetools has nothing after it.
-            if fetched.received < self.client.page_size as usize {
-                return room.send(Ok(fetched.page));
+            if skimmed.received < self.client.page_size as usize {
+                return room.send(Ok(page));
             }
-            let Some(last_id) = fetched.last_id else {
+            let Some(last_id) = skimmed.last_id else {
                 return room.send(Err(SourceError::Protocol(
                     "a full customer page without any id; the walk cannot go on".to_owned(),
                 )));
             };
-            room.send(Ok(fetched.page));
+            room.send(Ok(page));
             after = Some(last_id);
         }
     }
@@ -116,7 +131,7 @@ impl Cursor {
         &self,
         after: Option<&str>,
         page_number: u64,
-    ) -> Result<FetchedPage, SourceError> {
+    ) -> Result<(RawPage, Skimmed), SourceError> {
         let client = &self.client;
         let limit = client.page_size.to_string();
         let predicate = where_predicate(self.query, &self.range, after);
@@ -136,17 +151,23 @@ impl Cursor {
         if answer.status != 200 {
             return Err(answer.unexpected("customer query"));
         }
-        let page = match self.label {
+        let name = match self.label {
             Some(range) => format!("range {range} page {page_number}"),
             None => format!("page {page_number}"),
         };
-        let fetched = parse_page(&answer.body, &page)?;
+        let skimmed = skim_page(&answer.body, &name)?;
         tracing::debug!(
-            page,
-            customers = fetched.received,
+            page = name,
+            customers = skimmed.received,
             "read a commercetools customer page"
         );
-        Ok(fetched)
+        Ok((
+            RawPage {
+                body: answer.body,
+                name,
+            },
+            skimmed,
+        ))
     }
 }
 
@@ -159,7 +180,7 @@ impl CustomerPages for ApiPages {
     async fn next_page(&mut self) -> Result<Option<Page>, SourceError> {
         loop {
             match self.pages.recv().await {
-                Some(Ok(page)) => return Ok(Some(page)),
+                Some(Ok(raw)) => return Ok(Some(read_page(&raw.body, &raw.name)?)),
                 Some(Err(error)) if error.is_fatal() => {
                     self.pages.close();
                     return Err(error);
@@ -196,12 +217,37 @@ struct QueryResults<'a> {
     results: Vec<&'a RawValue>,
 }
 
-/// Reads a query answer; `page` names it in positions and errors (`page 3`).
-fn parse_page(body: &[u8], page: &str) -> Result<FetchedPage, SourceError> {
-    let parsed: QueryResults<'_> = serde_json::from_slice(body).map_err(|e| {
-        SourceError::Protocol(format!("customer {page} is not a query result: {e}"))
-    })?;
-    let mut last_id = None;
+fn query_results<'a>(body: &'a [u8], page: &str) -> Result<QueryResults<'a>, SourceError> {
+    serde_json::from_slice(body)
+        .map_err(|e| SourceError::Protocol(format!("customer {page} is not a query result: {e}")))
+}
+
+/// Just the id of a record.
+#[derive(Deserialize)]
+struct IdOnly {
+    id: String,
+}
+
+/// Checks that a query answer is a query result and finds what the cursor needs:
+/// the number of records and the last non-empty id among them (the API sorts by
+/// id, so it is the greatest, whether or not its record is a valid customer).
+fn skim_page(body: &[u8], page: &str) -> Result<Skimmed, SourceError> {
+    let parsed = query_results(body, page)?;
+    let last_id = parsed.results.iter().rev().find_map(|raw| {
+        serde_json::from_str::<IdOnly>(raw.get())
+            .ok()
+            .map(|record| record.id)
+            .filter(|id| !id.is_empty())
+    });
+    Ok(Skimmed {
+        received: parsed.results.len(),
+        last_id,
+    })
+}
+
+/// Reads a query answer into records; `page` names it in positions and errors.
+fn read_page(body: &[u8], page: &str) -> Result<Page, SourceError> {
+    let parsed = query_results(body, page)?;
     let records = parsed
         .results
         .iter()
@@ -216,25 +262,12 @@ fn parse_page(body: &[u8], page: &str) -> Result<FetchedPage, SourceError> {
                 Ok(customer) if customer.id.is_empty() => {
                     malformed("customer has no id".to_owned(), None)
                 }
-                Ok(customer) => {
-                    last_id = Some(customer.id.clone());
-                    SourceRecord::Customer(Box::new(customer))
-                }
-                Err(e) => {
-                    let id = crate::record::customer_id_of(raw.get());
-                    if id.is_some() {
-                        last_id.clone_from(&id);
-                    }
-                    malformed(e.to_string(), id)
-                }
+                Ok(customer) => SourceRecord::Customer(Box::new(customer)),
+                Err(e) => malformed(e.to_string(), crate::record::customer_id_of(raw.get())),
             }
         })
         .collect();
-    Ok(FetchedPage {
-        page: Page { records },
-        received: parsed.results.len(),
-        last_id,
-    })
+    Ok(Page { records })
 }
 
 /// The `where` parameter for a page of `query` within `range` after the
@@ -338,16 +371,17 @@ mod tests {
             {"id":"b","version":"two"},
             {"version":3}
         ]}"#;
-        let fetched = parse_page(body, "page 2").unwrap();
-        assert_eq!(fetched.received, 3);
-        assert_eq!(fetched.last_id.as_deref(), Some("b"));
-        assert!(matches!(&fetched.page.records[0], SourceRecord::Customer(c) if c.id == "a"));
+        let skimmed = skim_page(body, "page 2").unwrap();
+        assert_eq!(skimmed.received, 3);
+        assert_eq!(skimmed.last_id.as_deref(), Some("b"));
+        let page = read_page(body, "page 2").unwrap();
+        assert!(matches!(&page.records[0], SourceRecord::Customer(c) if c.id == "a"));
         assert!(matches!(
-            &fetched.page.records[1],
+            &page.records[1],
             SourceRecord::Malformed { position, .. } if position == "page 2 index 1"
         ));
         assert!(matches!(
-            &fetched.page.records[2],
+            &page.records[2],
             SourceRecord::Malformed { reason, .. } if reason == "customer has no id"
         ));
     }
