@@ -75,7 +75,18 @@ impl ApiPages {
     /// a time as the throttle lets through).
     pub(crate) fn start(client: Arc<Client>, query: CustomerQuery) -> Self {
         let ranges = id_ranges(client.concurrency);
-        let throttle = Arc::new(Throttle::new(client.concurrency));
+        Self::over(client, query, ranges)
+    }
+
+    /// A walk with a single cursor over the whole id space, whatever the
+    /// configured concurrency: for a look at the first page.
+    pub(crate) fn single_cursor(client: Arc<Client>, query: CustomerQuery) -> Self {
+        Self::over(client, query, vec![IdRange::everything()])
+    }
+
+    fn over(client: Arc<Client>, query: CustomerQuery, ranges: Vec<IdRange>) -> Self {
+        let ceiling = u32::try_from(ranges.len()).unwrap_or(u32::MAX);
+        let throttle = Arc::new(Throttle::new(ceiling.min(client.concurrency)));
         let (page_tx, pages) = mpsc::channel(ranges.len().min(PAGES_HELD));
         let single = ranges.len() == 1;
         let mut cursors = JoinSet::new();

@@ -32,7 +32,7 @@ const QUOTED_BODY_BYTES: usize = 200;
 /// Cheap to clone; clones share the HTTP client and the cached token.
 #[derive(Clone)]
 pub struct HttpCustomerSource {
-    inner: Arc<Client>,
+    pub(super) inner: Arc<Client>,
 }
 
 impl HttpCustomerSource {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use segment_sync_adapters::commercetools::{CommercetoolsConfig, HttpCustomerSource};
 use segment_sync_domain::retry::RetryPolicy;
-use segment_sync_ports::{CustomerQuery, CustomerSource, SourceError, SourceRecord};
+use segment_sync_ports::{CustomerQuery, CustomerSource, SelfCheck, SourceError, SourceRecord};
 use segment_sync_testkit::customers::customer_json;
 use segment_sync_testkit::fake_commercetools::{Failure, FakeCommercetools};
 use segment_sync_testkit::generate;
@@ -244,4 +244,34 @@ async fn an_overload_storm_halves_the_requests_in_flight_and_they_recover() {
     );
     assert_eq!(recovered, 8, "back to every range at once");
     assert_eq!(once_each(read).len(), 50_000, "the storm lost no customer");
+}
+
+#[tokio::test]
+async fn the_self_check_reads_the_first_page_with_one_cursor_whatever_the_ranges() {
+    let ids: Vec<String> = (0..1_000u32)
+        .map(|n| format!("{:08x}", n.wrapping_mul(4_294_967)))
+        .collect();
+    let api = FakeCommercetools::start(customers_with_ids(&ids)).await;
+    let source = partitioned(&api, 16, 500);
+
+    let lines = source.self_check().await;
+
+    assert!(lines.iter().all(|line| line.passed()), "{lines:?}");
+    assert!(
+        lines[1]
+            .to_string()
+            .contains("500 customer(s) on the first page"),
+        "{lines:?}"
+    );
+    // The first page over the whole id space, and at most the next one read
+    // ahead before the check let go of the walk: no range of its own.
+    let queries = api.customer_queries();
+    assert_eq!(queries[0].param("where"), None, "the whole id space");
+    assert!(queries.len() <= 2, "{} requests", queries.len());
+    assert!(
+        queries
+            .iter()
+            .all(|q| !q.param("where").unwrap_or_default().contains("id <")),
+        "no id range"
+    );
 }
