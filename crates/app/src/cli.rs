@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use segment_sync_domain::walk::MAX_CONCURRENCY;
 
 /// Keeps Segment user profiles in step with commercetools customers.
 #[derive(Debug, Parser)]
@@ -93,8 +94,8 @@ Variables (environment, else .env; docs/configuration.md):
   SEGMENT_MAX_IN_FLIGHT, SEGMENT_GZIP, SEGMENT_SYNC_USER_ID, SEGMENT_SYNC_STATE,
   SEGMENT_SYNC_MAPPING, SEGMENT_SYNC_RETENTION, SEGMENT_DELETION,
   SEGMENT_PUBLIC_API_URL, SEGMENT_PUBLIC_API_TOKEN, CTP_PROJECT_KEY, CTP_CLIENT_ID,
-  CTP_CLIENT_SECRET, CTP_REGION or CTP_AUTH_URL and CTP_API_URL, CTP_SCOPES (not
-  with --input), RUST_LOG, LOG_FORMAT
+  CTP_CLIENT_SECRET, CTP_REGION or CTP_AUTH_URL and CTP_API_URL, CTP_SCOPES,
+  CTP_CONCURRENCY (not with --input), RUST_LOG, LOG_FORMAT
 
 Exit codes:
   0    every customer sent, unchanged or skipped
@@ -190,6 +191,9 @@ pub struct SyncArgs {
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Id ranges of the API read at once (1 = one cursor) [default: CTP_CONCURRENCY, else 16]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CONCURRENCY)))]
+    pub concurrency: Option<u32>,
     #[command(flatten)]
     /// The state database.
     pub state: StateArg,

@@ -11,7 +11,8 @@
 //! - [`retry`]: which failures are retried and how long to wait;
 //! - [`delivery`]: what became of a message, with the error messages and codes users see;
 //! - [`webhook`]: commercetools Subscription payloads and their envelopes;
-//! - [`sync`]: the records a sync keeps (dead letters, runs, counts).
+//! - [`sync`]: the records a sync keeps (dead letters, runs, counts);
+//! - [`walk`]: how an API backfill splits the id space and paces its requests.
 //!
 //! ```
 //! use segment_sync_domain::{identify::{identify, NotSent}, Customer, UserIdStrategy};
@@ -37,6 +38,7 @@ pub mod identity;
 pub mod mapping;
 pub mod retry;
 pub mod sync;
+pub mod walk;
 pub mod webhook;
 
 pub use customer::Customer;

@@ -153,7 +153,7 @@ async fn end_to_end(binary: Result<PathBuf, String>, only: Only, table: &mut Tab
     }
     if only.runs(Only::Api) {
         sync_runs::fake_page_building(&commercetools, SMALL_RUN, table).await;
-        sync_runs::from_api(binary, &env, &segment, SMALL_RUN, table).await;
+        sync_runs::from_api(binary, &env, (&commercetools, &segment), SMALL_RUN, table).await;
     }
     if only.runs(Only::Webhook) {
         webhook::run(binary, &env, Ok(&BenchState::Sqlite), table).await;

@@ -8,12 +8,13 @@ use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use segment_sync_domain::walk::{DEFAULT_CONCURRENCY, MAX_CONCURRENCY};
 use segment_sync_testkit::fake_commercetools::FakeCommercetools;
 use segment_sync_testkit::fake_segment::FakeSegment;
 use segment_sync_testkit::generate::{self, DEFAULT_SEED, GENERATOR_VERSION};
 
 use super::process::{measure, BenchState, ChildEnv};
-use super::table::{mib, per_second, thousands, Met, Table};
+use super::table::{per_second, thousands, Met, Table};
 
 /// Bounds a run, so that the whole bench stays within minutes even when the binary is slow.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(180);
@@ -92,37 +93,101 @@ pub async fn from_file(
     }
 }
 
-/// `sync` from the fake commercetools API serving `count` generated customers.
+/// Page latencies and id ranges of the API rows: no latency, to show that
+/// several ranges cost nothing when the API answers at once, then a realistic
+/// 150 ms per page of 500 customers, where one cursor waits on every page.
+const API_RUNS: [(Duration, u32); 5] = [
+    (Duration::ZERO, 1),
+    (Duration::ZERO, DEFAULT_CONCURRENCY),
+    (PAGE_LATENCY, 1),
+    (PAGE_LATENCY, DEFAULT_CONCURRENCY),
+    (PAGE_LATENCY, MAX_CONCURRENCY),
+];
+
+/// How long the fake takes over each page in the latency rows.
+const PAGE_LATENCY: Duration = Duration::from_millis(150);
+
+/// `sync` backfills from the fake commercetools API serving `count` generated
+/// customers, each into a fresh state: [`API_RUNS`], a throughput row and a
+/// peak-RSS row each. With latency, the default concurrency must reach
+/// 30,000/s and ten times one cursor within 64 MiB; without, it must be no
+/// slower than one cursor.
 pub async fn from_api(
     binary: Result<&Path, &str>,
     env: &ChildEnv,
-    segment: &FakeSegment,
+    (api, segment): (&FakeCommercetools, &FakeSegment),
     count: u64,
     table: &mut Table,
 ) {
-    let label = format!("sync from the API (fake), {} customers", thousands(count));
-    let binary = match binary {
-        Ok(binary) => binary,
-        Err(why) => return table.not_available(label, "-", why),
-    };
-    let mut command = env.command(binary, "api");
-    command
-        .args(["sync", "--json", "--state"])
-        .arg(env.dir.join("api.db"));
-    match run(command, env, "api", segment).await {
-        Ok(run) => {
-            let rate = count as f64 / run.wall.as_secs_f64();
-            let rss = run
-                .peak_rss_kib
-                .map_or("?".to_owned(), |kib| mib(kib as f64 * 1024.0));
-            table.add(
-                label,
-                format!("{} ({}, peak RSS {rss})", per_second(rate), run.note(count)),
-                "-",
-                Met::Neither,
-            );
+    let mut one_cursor = [None, None];
+    for (latency, concurrency) in API_RUNS {
+        let with_latency = latency > Duration::ZERO;
+        let label = format!(
+            "sync from the API (fake{}), {} customers, {}",
+            if with_latency {
+                format!(", {} ms pages", latency.as_millis())
+            } else {
+                String::new()
+            },
+            thousands(count),
+            if concurrency == 1 {
+                "1 cursor".to_owned()
+            } else {
+                format!("{concurrency} ranges")
+            }
+        );
+        let rss_label = format!("peak RSS, {label}");
+        let (target, rss_target) = match (with_latency, concurrency) {
+            (_, 1) | (true, MAX_CONCURRENCY) => ("-", false),
+            (true, _) => (">= 30,000/s and 10x 1 cursor", true),
+            (false, _) => (">= 1 cursor", false),
+        };
+        let binary = match binary {
+            Ok(binary) => binary,
+            Err(why) => return table.not_available(label, target, why),
+        };
+        api.set_page_latency(latency);
+        let name = format!("api-{}ms-{concurrency}", latency.as_millis());
+        let mut command = env.command(binary, &name);
+        command
+            .args(["sync", "--json", "--concurrency"])
+            .arg(concurrency.to_string())
+            .arg("--state")
+            .arg(env.dir.join(format!("{name}.db")));
+        let run = run(command, env, &name, segment).await;
+        api.set_page_latency(Duration::ZERO);
+        let run = match run {
+            Ok(run) => run,
+            Err(e) => {
+                table.not_available(label, target, &format!("{e:#}"));
+                continue;
+            }
+        };
+        let rate = count as f64 / run.wall.as_secs_f64();
+        let figure = format!("{} ({})", per_second(rate), run.note(count));
+        let slot = usize::from(with_latency);
+        match (concurrency, one_cursor[slot]) {
+            (1, _) => {
+                one_cursor[slot] = Some(rate);
+                table.add(label, figure, target, Met::Neither);
+            }
+            (MAX_CONCURRENCY, _) if with_latency => table.add(label, figure, target, Met::Neither),
+            (_, Some(single)) => {
+                let met = if with_latency {
+                    rate >= 30_000.0 && rate >= 10.0 * single
+                } else {
+                    rate >= single
+                };
+                table.check(
+                    label,
+                    format!("{figure}, {:.1}x 1 cursor", rate / single),
+                    target,
+                    met && run.complete(count),
+                );
+            }
+            (_, None) => table.add(label, figure, target, Met::Neither),
         }
-        Err(e) => table.not_available(label, "-", &format!("{e:#}")),
+        table.rss(rss_label, run.peak_rss_kib, rss_target);
     }
 }
 

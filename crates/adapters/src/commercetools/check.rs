@@ -1,9 +1,12 @@
 //! What `segment-sync check` asks of the commercetools API: a token with the needed
 //! scope, and one customer page.
 
-use async_trait::async_trait;
-use segment_sync_ports::{CheckLine, CustomerQuery, CustomerSource, SelfCheck, SourceError};
+use std::sync::Arc;
 
+use async_trait::async_trait;
+use segment_sync_ports::{CheckLine, CustomerPages, CustomerQuery, SelfCheck, SourceError};
+
+use super::pages::ApiPages;
 use super::HttpCustomerSource;
 
 const TOKEN: &str = "commercetools token obtained with the needed scope";
@@ -47,7 +50,8 @@ impl SelfCheck for HttpCustomerSource {
 
 impl HttpCustomerSource {
     async fn first_page(&self) -> Result<usize, SourceError> {
-        let mut pages = self.customers(CustomerQuery::All).await?;
+        // One request, not one per id range: the check reads one page.
+        let mut pages = ApiPages::single_cursor(Arc::clone(&self.inner), CustomerQuery::All);
         Ok(pages
             .next_page()
             .await?

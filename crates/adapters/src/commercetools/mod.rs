@@ -4,14 +4,21 @@
 //! - OAuth2 client credentials against `{auth}/oauth/token`; the token is cached
 //!   until shortly before it expires and fetched again once on a 401 `invalid_token`.
 //! - Customers are walked with `sort=id asc` and an `id > "<last id>"` cursor in
-//!   `where`, never `offset` (commercetools refuses offsets past 10,000); the next
-//!   page is fetched while the caller processes the current one.
-//! - Retries follow [`RetryPolicy::commercetools`]; the adapter only sleeps.
+//!   `where`, never `offset` (commercetools refuses offsets past 10,000). A walk
+//!   splits the id space into [`CommercetoolsConfig::concurrency`] ranges
+//!   ([`id_ranges`](segment_sync_domain::walk::id_ranges)), each with its own
+//!   cursor; their pages are handed out as they come, at most one per range
+//!   waiting or in flight.
+//! - Retries follow [`RetryPolicy::commercetools`]; the adapter only sleeps. A
+//!   walk's requests share one [`AdaptiveConcurrency`](segment_sync_domain::walk::AdaptiveConcurrency):
+//!   overload statuses halve how many are in flight, and a `Retry-After` pauses
+//!   them all. A by-id request is not paced.
 
 mod auth;
 mod check;
 mod pages;
 mod source;
+mod throttle;
 
 use std::time::Duration;
 
@@ -22,6 +29,7 @@ pub use source::HttpCustomerSource;
 
 /// The most customers commercetools returns in one query page.
 pub const DEFAULT_PAGE_SIZE: u32 = 500;
+pub use segment_sync_domain::walk::DEFAULT_CONCURRENCY;
 /// How long one request may take, connection included.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -46,12 +54,17 @@ pub struct CommercetoolsConfig {
     pub page_size: u32,
     /// How long one request may take.
     pub request_timeout: Duration,
+    /// Id ranges a walk reads at once (1 to
+    /// [`MAX_CONCURRENCY`](segment_sync_domain::walk::MAX_CONCURRENCY)): the
+    /// most requests it has in flight, and the most pages it holds.
+    pub concurrency: u32,
     /// When failed requests are tried again.
     pub retry: RetryPolicy,
 }
 
 impl CommercetoolsConfig {
-    /// A configuration with the default page size, timeout and retry policy.
+    /// A configuration with the default page size, timeout, concurrency and
+    /// retry policy.
     pub fn new(
         auth_url: impl Into<String>,
         api_url: impl Into<String>,
@@ -68,6 +81,7 @@ impl CommercetoolsConfig {
             scopes: Vec::new(),
             page_size: DEFAULT_PAGE_SIZE,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            concurrency: DEFAULT_CONCURRENCY,
             retry: RetryPolicy::commercetools(),
         }
     }
@@ -102,6 +116,9 @@ pub enum CommercetoolsSetupError {
     /// The page size is outside 1..=500.
     #[error("page size must be between 1 and 500, got {0}")]
     InvalidPageSize(u32),
+    /// The concurrency is outside 1..=[`MAX_CONCURRENCY`](segment_sync_domain::walk::MAX_CONCURRENCY).
+    #[error("concurrency must be between 1 and {max}, got {0}", max = segment_sync_domain::walk::MAX_CONCURRENCY)]
+    InvalidConcurrency(u32),
     /// The HTTP client could not be built (TLS backend unavailable).
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(String),

@@ -11,6 +11,7 @@ use reqwest::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{RequestBuilder, Url};
 use secrecy::{ExposeSecret, SecretString};
 use segment_sync_domain::retry::{parse_retry_after, AttemptFailure, RetryDecision, RetryPolicy};
+use segment_sync_domain::walk::MAX_CONCURRENCY;
 use segment_sync_domain::Customer;
 use segment_sync_ports::{
     CustomerPages, CustomerQuery, CustomerSource, SourceCapabilities, SourceError,
@@ -18,6 +19,7 @@ use segment_sync_ports::{
 
 use super::auth::{CachedToken, TokenCache, TokenErrorResponse, TokenResponse};
 use super::pages::ApiPages;
+use super::throttle::Throttle;
 use super::{CommercetoolsConfig, CommercetoolsSetupError};
 
 /// The longest wait for a TCP/TLS connection, whatever the request timeout.
@@ -30,7 +32,7 @@ const QUOTED_BODY_BYTES: usize = 200;
 /// Cheap to clone; clones share the HTTP client and the cached token.
 #[derive(Clone)]
 pub struct HttpCustomerSource {
-    inner: Arc<Client>,
+    pub(super) inner: Arc<Client>,
 }
 
 impl HttpCustomerSource {
@@ -88,6 +90,7 @@ impl HttpCustomerSource {
                 client_secret: config.client_secret,
                 scopes: config.scopes,
                 page_size: config.page_size,
+                concurrency: config.concurrency,
                 retry: config.retry,
                 random: Box::new(random),
                 tokens: TokenCache::default(),
@@ -150,6 +153,8 @@ pub(crate) struct Client {
     client_secret: SecretString,
     scopes: Vec<String>,
     pub(crate) page_size: u32,
+    /// Id ranges a walk reads at once, and so its most requests in flight.
+    pub(crate) concurrency: u32,
     retry: RetryPolicy,
     random: Box<dyn Fn() -> f64 + Send + Sync>,
     tokens: TokenCache,
@@ -192,14 +197,47 @@ impl Client {
     where
         F: Fn(&reqwest::Client) -> RequestBuilder,
     {
+        self.send_paced(what, None, build).await
+    }
+
+    /// [`Client::send`], each attempt waiting for its turn at `throttle` (when
+    /// given) and telling it whether the API was overloaded.
+    pub(crate) async fn send_paced<F>(
+        &self,
+        what: &str,
+        throttle: Option<&Throttle>,
+        build: F,
+    ) -> Result<Answer, SourceError>
+    where
+        F: Fn(&reqwest::Client) -> RequestBuilder,
+    {
         let started = Instant::now();
         let mut attempts = 0;
         let mut renewed = false;
         loop {
             let token = self.token().await?;
+            let slot = match throttle {
+                Some(throttle) => Some(throttle.acquire().await),
+                None => None,
+            };
             attempts += 1;
             let request = build(&self.http).bearer_auth(token.expose_secret());
-            let failure = match attempt(request).await {
+            let answered = attempt(request).await;
+            if let (Some(slot), Ok(answer)) = (&slot, &answered) {
+                if self.retry.statuses.is_retryable(answer.status) {
+                    slot.overloaded(
+                        answer
+                            .retry_after
+                            .map(|w| w.min(self.retry.max_retry_after)),
+                    );
+                } else if (200..300).contains(&answer.status) {
+                    slot.succeeded();
+                }
+            }
+            // The turn ends with the answer: a wait before the next attempt
+            // holds no slot.
+            drop(slot);
+            let failure = match answered {
                 Ok(answer) => match answer.status {
                     401 if !renewed && answer.says_invalid_token() => {
                         tracing::debug!(
@@ -377,8 +415,8 @@ fn describe(failure: &AttemptFailure) -> String {
 }
 
 impl CommercetoolsConfig {
-    /// Checks what can be checked without a request: the base URLs and the page
-    /// size. [`HttpCustomerSource::new`] refuses the same configurations.
+    /// Checks what can be checked without a request: the base URLs, the page
+    /// size and the concurrency. [`HttpCustomerSource::new`] refuses the same configurations.
     pub fn validate(&self) -> Result<(), CommercetoolsSetupError> {
         self.urls().map(|_| ())
     }
@@ -387,6 +425,11 @@ impl CommercetoolsConfig {
     fn urls(&self) -> Result<(Url, Url), CommercetoolsSetupError> {
         if !(1..=super::DEFAULT_PAGE_SIZE).contains(&self.page_size) {
             return Err(CommercetoolsSetupError::InvalidPageSize(self.page_size));
+        }
+        if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
+            return Err(CommercetoolsSetupError::InvalidConcurrency(
+                self.concurrency,
+            ));
         }
         let token_url = join(base_url("auth URL", &self.auth_url)?, &["oauth", "token"]);
         let customers_url = join(

@@ -32,7 +32,11 @@ fn fast_retry() -> RetryPolicy {
     }
 }
 
-/// A configuration for a stand-in at `url`, serving both auth and API.
+mod partitions;
+
+/// A configuration for a stand-in at `url`, serving both auth and API, walking
+/// with one cursor so that a test sees each request of the walk in order
+/// ([`partitions`] tests the walk over several id ranges).
 fn config(url: &str) -> CommercetoolsConfig {
     let mut config = CommercetoolsConfig::new(
         url,
@@ -42,6 +46,7 @@ fn config(url: &str) -> CommercetoolsConfig {
         SecretString::from(CLIENT_SECRET),
     );
     config.retry = fast_retry();
+    config.concurrency = 1;
     config
 }
 

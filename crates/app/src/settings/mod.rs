@@ -24,6 +24,7 @@ use segment_sync_adapters::segment::{SegmentConfig, DEFAULT_ENDPOINT};
 use segment_sync_adapters::without_credentials;
 use segment_sync_domain::identify::IdentifyRules;
 use segment_sync_domain::identity::UnknownStrategy;
+use segment_sync_domain::walk::MAX_CONCURRENCY;
 use segment_sync_domain::{Mapping, UserIdStrategy, WriteKey, WriteKeyError};
 
 use crate::cli::{Command, DeadLettersCommand};
@@ -196,6 +197,8 @@ pub struct Flags {
     pub allow_unauthenticated: bool,
     /// `--mapping`: the trait mapping file.
     pub mapping: Option<PathBuf>,
+    /// `--concurrency`: id ranges of the API read at once.
+    pub concurrency: Option<u32>,
 }
 
 impl Flags {
@@ -207,6 +210,7 @@ impl Flags {
                 input: args.input.clone(),
                 state: state(&args.state),
                 mapping: args.mapping.mapping.clone(),
+                concurrency: args.concurrency,
                 ..Self::default()
             },
             Command::Serve(args) => Self {
@@ -394,7 +398,7 @@ pub struct Settings {
 impl Settings {
     /// Parses every section from the environment and the flags.
     pub fn parse(env: &Env, flags: &Flags) -> Self {
-        let commercetools = commercetools(env);
+        let commercetools = commercetools(env, flags);
         let user_id = user_id(env);
         Self {
             log: log(env),
@@ -614,8 +618,13 @@ fn segment(env: &Env) -> Parsed<SegmentConfig> {
     })
 }
 
-fn commercetools(env: &Env) -> Parsed<CommercetoolsConfig> {
+fn commercetools(env: &Env, flags: &Flags) -> Parsed<CommercetoolsConfig> {
     let mut errors = Errors::default();
+    // The flag beats the variable, which is then not read at all.
+    let concurrency = match flags.concurrency {
+        Some(flag) => Some(flag),
+        None => errors.keep(concurrency(env)).flatten(),
+    };
     let mut missing = Vec::new();
     let mut need = |name: &'static str, errors: &mut Errors| {
         let value = errors.keep(env.get(name)).flatten().map(str::to_owned);
@@ -676,6 +685,9 @@ fn commercetools(env: &Env) -> Parsed<CommercetoolsConfig> {
         SecretString::from(client_secret),
     );
     config.scopes = scopes;
+    if let Some(concurrency) = concurrency {
+        config.concurrency = concurrency;
+    }
     if let Err(error) = config.validate() {
         errors.0.push(ConfigError::Refused(error.to_string()));
     }
@@ -894,6 +906,21 @@ fn number(env: &Env, name: &'static str) -> Result<Option<u32>, ConfigError> {
                 })
         })
         .transpose()
+}
+
+/// `CTP_CONCURRENCY`, when set: a positive whole number up to
+/// [`MAX_CONCURRENCY`].
+fn concurrency(env: &Env) -> Result<Option<u32>, ConfigError> {
+    const NAME: &str = "CTP_CONCURRENCY";
+    match number(env, NAME)? {
+        Some(n) if n > MAX_CONCURRENCY => Err(ConfigError::Invalid {
+            name: NAME,
+            reason: format!(
+                "`{n}` is more than {MAX_CONCURRENCY}, the most id ranges read at once"
+            ),
+        }),
+        n => Ok(n),
+    }
 }
 
 /// A boolean, when set: `true/false/1/0/yes/no/on/off` in any case.

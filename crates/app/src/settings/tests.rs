@@ -471,3 +471,41 @@ fn every_oidc_and_sns_setting_error_is_reported_at_once() {
         ]
     );
 }
+
+#[test]
+fn concurrency_is_a_whole_number_up_to_the_most_ranges_and_the_flag_beats_it() {
+    let with = |value: &'static str| {
+        let mut pairs = CTP.to_vec();
+        pairs.push(("CTP_CONCURRENCY", value));
+        pairs
+    };
+    assert_eq!(parse(&CTP).commercetools.unwrap().concurrency, 16);
+    assert_eq!(parse(&with("1")).commercetools.unwrap().concurrency, 1);
+    assert_eq!(parse(&with(" 64 ")).commercetools.unwrap().concurrency, 64);
+    for (value, reason) in [
+        ("0", "`0` is not a positive whole number"),
+        ("many", "`many` is not a positive whole number"),
+        (
+            "65",
+            "`65` is more than 64, the most id ranges read at once",
+        ),
+    ] {
+        assert_eq!(
+            messages(&parse(&with(value)).commercetools.unwrap_err()),
+            [format!("CTP_CONCURRENCY: {reason}")]
+        );
+    }
+
+    let flags = Flags {
+        concurrency: Some(4),
+        ..Flags::default()
+    };
+    let env = Env::from_pairs(with("many"));
+    assert_eq!(
+        Settings::parse(&env, &flags)
+            .commercetools
+            .unwrap()
+            .concurrency,
+        4
+    );
+}

@@ -1,5 +1,6 @@
 //! The application's integration tests, in one binary.
 
+mod backfill;
 mod check;
 mod first_use;
 mod helpers;
