@@ -202,12 +202,10 @@ pub async fn deletions(args: &DeletionsArgs, settings: &Settings) -> Result<Exit
     let mut listed = 0usize;
     let mut after = None;
     while !out.is_closed() {
-        let page = state
-            .deletions_after(after, LIST_PAGE)
-            .await
-            .map_err(fatal)?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id);
+        let page = next_page(state.as_ref(), &mut after).await?;
+        if page.is_empty() {
+            break;
+        }
         for deletion in &page {
             if args.json {
                 out.json_array_item(listed == 0, &Listed::from(deletion))?;
@@ -226,6 +224,22 @@ pub async fn deletions(args: &DeletionsArgs, settings: &Settings) -> Result<Exit
     Ok(Exit::Success)
 }
 
+/// The deletions after `after` (from the start: `None`), a page of them; moves
+/// `after` past them. Empty once every one was read.
+async fn next_page(
+    state: &dyn SyncStateStore,
+    after: &mut Option<i64>,
+) -> Result<Vec<DeletionRecord>, Failure> {
+    let page = state
+        .deletions_after(*after, LIST_PAGE)
+        .await
+        .map_err(|e| Failure::Fatal(e.to_string()))?;
+    if let Some(last) = page.last() {
+        *after = Some(last.id);
+    }
+    Ok(page)
+}
+
 /// Reads the status of every regulation not yet final from Segment.
 async fn refresh(
     state: &dyn SyncStateStore,
@@ -235,12 +249,10 @@ async fn refresh(
     let mut unfinished = BTreeSet::new();
     let mut after = None;
     loop {
-        let page = state
-            .deletions_after(after, LIST_PAGE)
-            .await
-            .map_err(fatal)?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id);
+        let page = next_page(state, &mut after).await?;
+        if page.is_empty() {
+            break;
+        }
         for deletion in page {
             let finished = deletion
                 .status

@@ -1,8 +1,10 @@
 //! The runner for the real binary, wired to the testkit's fakes on local ports.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
 
+use segment_sync_testkit::child_log::ChildLog;
 pub use segment_sync_testkit::customers::{
     customer_created, ndjson, numbered_id, numbered_json, numbered_jsons, timestamp_now,
     without_email,
@@ -81,12 +83,73 @@ impl App {
         command
     }
 
+    /// `segment-sync serve --listen 127.0.0.1:0 <extra>…` running, logging at
+    /// info, with the address it bound read back from its log.
+    pub async fn serve(&self, extra: &[&str]) -> Served {
+        self.serve_with(extra, &[]).await
+    }
+
+    /// As [`App::serve`], with `env` set for this process only.
+    pub async fn serve_with(&self, extra: &[&str], env: &[(&str, &str)]) -> Served {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let mut command = self.command(&args);
+        command
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        let mut log = ChildLog::follow(child.stderr.take().unwrap(), None);
+        let addr = log
+            .listening_addr(Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        Served {
+            child,
+            log,
+            base: format!("http://{addr}"),
+        }
+    }
+
     /// Runs the binary to completion off the async executor.
     pub async fn run(&self, args: &[&str]) -> Output {
         let mut command = self.command(args);
         tokio::task::spawn_blocking(move || command.output().unwrap())
             .await
             .unwrap()
+    }
+}
+
+/// A `serve` started by [`App::serve`].
+pub struct Served {
+    pub child: Child,
+    pub log: ChildLog,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+}
+
+impl Served {
+    /// The webhook's URL.
+    pub fn webhook(&self) -> String {
+        format!("{}/webhooks/commercetools", self.base)
+    }
+
+    /// Sends SIGTERM, as an orchestrator stops it.
+    pub fn terminate(&self) {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+    }
+
+    /// Waits for it to exit; panics with its last log lines unless it exits 0.
+    pub async fn exits_cleanly(self) {
+        let Self { mut child, log, .. } = self;
+        let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(exit.code(), Some(0), "{}", log.last_lines());
     }
 }
 

@@ -2,10 +2,8 @@
 //! what the payloads become, every invalid file refused with exit 2, a changed
 //! mapping resending exactly the profiles it changes, `check`, and `serve`.
 
-use std::process::{Output, Stdio};
-use std::time::Duration;
+use std::process::Output;
 
-use segment_sync_testkit::child_log::ChildLog;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
@@ -578,26 +576,10 @@ async fn serve_applies_the_mapping_to_a_created_customer() {
         .with_fakes(&segment, Some(&ctp))
         .env("WEBHOOK_TOKEN", "hook-token");
     app.write_file("mapping.toml", MAPPING);
-    let mut child = app
-        .command(&[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--mapping",
-            "mapping.toml",
-        ])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut log = ChildLog::follow(child.stderr.take().unwrap(), None);
-    let addr = log
-        .listening_addr(Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let served = app.serve(&["--mapping", "mapping.toml"]).await;
 
     let answer = reqwest::Client::new()
-        .post(format!("http://{addr}/webhooks/commercetools"))
+        .post(served.webhook())
         .bearer_auth("hook-token")
         .json(&customer_created(&full_customer()))
         .send()
@@ -607,15 +589,8 @@ async fn serve_applies_the_mapping_to_a_created_customer() {
     let body: Value = answer.json().await.unwrap();
     assert_eq!((status, body), (200, json!({"status": "delivered"})));
 
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(exit.code(), Some(0), "{}", log.last_lines());
+    served.terminate();
+    served.exits_cleanly().await;
 
     let sent = segment.messages();
     assert_eq!(sent.len(), 1);

@@ -367,19 +367,8 @@ async fn a_burst_of_webhook_deletions_is_one_regulation_sent_by_shutdown_at_the_
         .await;
     assert_eq!(summary(&first)["sent"], BURST as u64, "{}", stderr(&first));
 
-    let mut child = app
-        .command(&["serve", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut log =
-        segment_sync_testkit::child_log::ChildLog::follow(child.stderr.take().unwrap(), None);
-    let addr = log
-        .listening_addr(std::time::Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let url = format!("http://{addr}/webhooks/commercetools");
+    let served = app.serve(&[]).await;
+    let url = served.webhook();
     let http = reqwest::Client::new();
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut clients = Vec::new();
@@ -414,15 +403,8 @@ async fn a_burst_of_webhook_deletions_is_one_regulation_sent_by_shutdown_at_the_
         assert!(client.await.unwrap().iter().all(|&status| status == 202));
     }
 
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(exit.code(), Some(0), "{}", log.last_lines());
+    served.terminate();
+    served.exits_cleanly().await;
 
     let regulations = public_api.regulations();
     assert_eq!(regulations.len(), 1, "one request for {BURST} ids");

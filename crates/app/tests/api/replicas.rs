@@ -2,11 +2,8 @@
 //! behind a load balancer or Pub/Sub push, and a cron `sync`. Every test here
 //! needs the test PostgreSQL server (their names say `postgres`).
 
-use std::net::SocketAddr;
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use segment_sync_testkit::child_log::ChildLog;
 use segment_sync_testkit::postgres::TestDatabase;
 use serde_json::{json, Value};
 
@@ -14,40 +11,23 @@ use crate::helpers::*;
 
 const HOOK_TOKEN: &str = "replica-token";
 
-/// A `serve` process on port 0 and the address it bound.
-struct Replica {
-    child: Child,
-    addr: SocketAddr,
-    _log: ChildLog,
-}
+/// A `serve` process on port 0, killed when dropped.
+struct Replica(Served);
 
 impl Drop for Replica {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.0.child.kill();
+        let _ = self.0.child.wait();
     }
 }
 
 async fn replicas(app: &App, state: &str, count: usize) -> Vec<Replica> {
     let mut started = Vec::new();
     for _ in 0..count {
-        let mut child = app
-            .command(&["serve", "--listen", "127.0.0.1:0", "--state", state])
-            .env("WEBHOOK_TOKEN", HOOK_TOKEN)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut log = ChildLog::follow(child.stderr.take().unwrap(), None);
-        let addr = log
-            .listening_addr(Duration::from_secs(60))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        started.push(Replica {
-            child,
-            addr,
-            _log: log,
-        });
+        let served = app
+            .serve_with(&["--state", state], &[("WEBHOOK_TOKEN", HOOK_TOKEN)])
+            .await;
+        started.push(Replica(served));
     }
     started
 }
@@ -55,7 +35,7 @@ async fn replicas(app: &App, state: &str, count: usize) -> Vec<Replica> {
 /// Posts `body` to a replica until it answers 2xx (as Pub/Sub redelivers every
 /// other answer), and returns that answer.
 async fn deliver(http: &reqwest::Client, replica: &Replica, body: &Value) -> Value {
-    let url = format!("http://{}/webhooks/commercetools", replica.addr);
+    let url = replica.0.webhook();
     let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let answer = http

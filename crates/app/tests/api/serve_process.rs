@@ -1,9 +1,7 @@
 //! `segment-sync serve` as a process: configuration refusals and SIGTERM.
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use segment_sync_testkit::child_log::ChildLog;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
@@ -29,18 +27,8 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
         .with_fakes(&segment, Some(&ctp))
         .env("WEBHOOK_TOKEN", "hook-token");
     // Port 0, and the address it bound read back from its log (info level, JSON).
-    let mut child = app
-        .command(&["serve", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut log = ChildLog::follow(child.stderr.take().unwrap(), None);
-    let addr = log
-        .listening_addr(Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let base = format!("http://{addr}");
+    let served = app.serve(&[]).await;
+    let base = served.base.clone();
     let http = reqwest::Client::new();
     let health = http.get(format!("{base}/healthz")).send().await.unwrap();
     assert!(health.status().is_success(), "{}", health.status());
@@ -65,19 +53,12 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
     });
     segment.wait_for_requests(1, Duration::from_secs(30)).await;
 
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    served.terminate();
 
     let (status, body) = request.await.unwrap();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, json!({"status": "delivered"}));
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(exit.code(), Some(0), "{}", log.last_lines());
+    served.exits_cleanly().await;
     assert_eq!(segment.message_count(), 1);
 }
 
@@ -104,25 +85,15 @@ async fn every_documented_metric_is_described_and_its_series_start_at_zero() {
     let app = App::new()
         .with_fakes(&segment, Some(&ctp))
         .env("WEBHOOK_TOKEN", "hook-token");
-    let mut child = app
-        .command(&["serve", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut log = ChildLog::follow(child.stderr.take().unwrap(), None);
-    let addr = log
-        .listening_addr(Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+    let served = app.serve(&[]).await;
+    let metrics = reqwest::get(format!("{}/metrics", served.base))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    served.terminate();
+    served.exits_cleanly().await;
 
     let documented = documented_metrics();
     assert!(documented.len() >= 8, "{documented:?}");
