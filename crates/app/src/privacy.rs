@@ -144,6 +144,7 @@ impl Deletions {
                 }
                 Err(error) => return Err(error.into()),
             };
+            let refused = regulation_id.is_none();
             self.state
                 .deletions_sent(DeletionsSent {
                     ids: &ids,
@@ -162,6 +163,11 @@ impl Deletions {
                     tracing::error!(users = ids.len(), %status, "Segment refused a regulation request");
                     sent.refused += ids.len() as u64;
                 }
+            }
+            // A refusal may come of the setup (a wrong URL path) rather than of
+            // these users: the rest of the queue waits for the next try.
+            if refused {
+                return Ok(sent);
             }
         }
     }
@@ -198,6 +204,16 @@ impl Deletions {
             }
             pending = false;
             match self.send_queued().await {
+                Ok(sent) if sent.over_limit > 0 => {
+                    // Nothing more goes this month: try again when the next begins.
+                    let now = OffsetDateTime::now_utc();
+                    let wait = (next_month_start(now) - now).unsigned_abs();
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        _ = stop.wait_for(|stopped| *stopped) => break 'running,
+                    }
+                    pending = true;
+                }
                 Ok(_) => {}
                 Err(DeletionError::Regulation(error @ RegulationError::Unauthorized { .. })) => {
                     tracing::error!(%error, "deletions stay queued until segment-sync runs with a token Segment accepts");
@@ -256,6 +272,19 @@ pub fn month_start(now: OffsetDateTime) -> OffsetDateTime {
     now.replace_day(1)
         .expect("every month has a first day")
         .replace_time(time::Time::MIDNIGHT)
+}
+
+/// The first instant of the calendar month after `now`'s, UTC.
+pub fn next_month_start(now: OffsetDateTime) -> OffsetDateTime {
+    let start = month_start(now);
+    let (year, month) = match start.month() {
+        time::Month::December => (start.year() + 1, time::Month::January),
+        month => (start.year(), month.next()),
+    };
+    start
+        .replace_year(year)
+        .and_then(|at| at.replace_month(month))
+        .expect("the first of a month exists in every year")
 }
 
 /// Whom a `forget` argument names: an email (it has an `@`) is a Segment

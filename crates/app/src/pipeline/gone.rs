@@ -6,7 +6,7 @@
 //! vanished customer look seen, a chance of about one in 10^12 for a shop of
 //! two million customers, and it is only reported a run later.
 
-use segment_sync_ports::{SourceRecord, StateError, SyncStateStore};
+use segment_sync_ports::{CustomerSource, SourceRecord, StateError, SyncStateStore};
 use xxhash_rust::xxh3::xxh3_64;
 
 /// Deliveries read per page while looking for vanished customers.
@@ -58,11 +58,28 @@ impl Seen {
     }
 }
 
+/// Of the customers a walk did not see, those the source confirms are gone: one
+/// created while the walk went on (behind its cursor) and delivered meanwhile by
+/// the webhook is still there, and so is one the source could not be asked about.
+pub(super) async fn confirmed(source: &dyn CustomerSource, unseen: Vec<String>) -> Vec<String> {
+    let mut gone = Vec::with_capacity(unseen.len());
+    for id in unseen {
+        match source.customer_by_id(&id).await {
+            Ok(None) => gone.push(id),
+            Ok(Some(_)) => {}
+            Err(error) => {
+                tracing::warn!(customer_id = %id, %error, "cannot confirm a customer is gone; it is kept");
+            }
+        }
+    }
+    gone
+}
+
 #[cfg(test)]
 mod tests {
     use segment_sync_domain::{Customer, Fingerprint};
     use segment_sync_ports::{Delivered, Settlement};
-    use segment_sync_testkit::memory::MemoryStateStore;
+    use segment_sync_testkit::memory::{MemorySource, MemoryStateStore};
 
     use super::*;
 
@@ -115,5 +132,17 @@ mod tests {
 
         let expected: Vec<String> = (0..10).map(|k| format!("c{:05}", k * 250 + 7)).collect();
         assert_eq!(gone, expected);
+    }
+
+    #[tokio::test]
+    async fn a_customer_the_source_still_has_is_not_gone() {
+        let source = MemorySource::new();
+        source.put(Customer {
+            id: "created-during-the-walk".to_owned(),
+            ..Customer::default()
+        });
+        let unseen = vec!["created-during-the-walk".to_owned(), "deleted".to_owned()];
+
+        assert_eq!(confirmed(&source, unseen).await, ["deleted"]);
     }
 }

@@ -180,9 +180,13 @@ pub async fn sync(
     let holder = segment_sync_ports::run_holder(lease.id());
     let holder = holder.as_str();
     let fed = Arc::clone(&live);
-    // Only a walk of every customer of the API can tell that one is gone.
-    let looks_for_gone =
-        request.full && plan.query == CustomerQuery::All && source.capabilities().tracks_changes;
+    // Only a walk of every customer of the API can tell that one is gone, and
+    // only a source that answers by id can confirm it.
+    let capabilities = source.capabilities();
+    let looks_for_gone = request.full
+        && plan.query == CustomerQuery::All
+        && capabilities.tracks_changes
+        && capabilities.by_id;
     let mut seen = looks_for_gone.then(gone::Seen::default);
     let noted = &mut seen;
     let (counts, abort) = drive(
@@ -217,7 +221,10 @@ pub async fn sync(
         ports.state.set_rules_fingerprint(rules).await?;
     }
     let gone = match seen {
-        Some(seen) if abort.is_none() => Some(seen.gone(ports.state.as_ref()).await?),
+        Some(seen) if abort.is_none() => {
+            let unseen = seen.gone(ports.state.as_ref()).await?;
+            Some(gone::confirmed(source, unseen).await)
+        }
         _ => None,
     };
     let mut report = finish(ports, lease, &live, counts, abort, options.drain_timeout).await?;

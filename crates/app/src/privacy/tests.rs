@@ -213,3 +213,65 @@ fn a_month_starts_on_its_first_day_at_midnight_utc() {
         time::macros::datetime!(2026-11-01 00:00:00 UTC)
     );
 }
+
+#[test]
+fn the_next_month_starts_on_its_first_day_even_after_december() {
+    let now = time::macros::datetime!(2026-11-30 23:59:59 +02:00);
+    assert_eq!(
+        next_month_start(now),
+        time::macros::datetime!(2026-12-01 00:00:00 UTC)
+    );
+    let december = time::macros::datetime!(2026-12-31 12:00:00 UTC);
+    assert_eq!(
+        next_month_start(december),
+        time::macros::datetime!(2027-01-01 00:00:00 UTC)
+    );
+}
+
+#[tokio::test]
+async fn a_refusal_stops_the_sending_and_leaves_the_rest_queued() {
+    let w = world(true);
+    let ids = numbered(7_000);
+    delivered(&w.state, &ids).await;
+    w.deletions.forget(&by_id(&ids)).await.unwrap();
+    w.segment.fail_next(RegulationError::Refused {
+        status: 404,
+        message: "not found".to_owned(),
+    });
+
+    let sent = w.deletions.send_queued().await.unwrap();
+
+    assert_eq!(sent.refused, 5_000);
+    assert_eq!(w.segment.calls().len(), 1, "no request after a refusal");
+    assert_eq!(w.state.queued_deletions(10_000).await.unwrap().len(), 2_000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn past_the_allowance_the_regulator_sends_nothing_and_keeps_the_queue() {
+    let w = world(true);
+    let now = OffsetDateTime::now_utc();
+    let earlier: Vec<DeletionRecord> = (0..MONTHLY_REGULATED_USERS_LIMIT)
+        .map(|n| DeletionRecord {
+            id: 0,
+            subject: format!("earlier-{n}"),
+            regulation_type: "SUPPRESS_WITH_DELETE".to_owned(),
+            requested_at: now,
+            regulation_id: Some("reg-earlier".to_owned()),
+            sent_at: Some(now),
+            status: Some("FINISHED".to_owned()),
+        })
+        .collect();
+    w.state.import_deletions(&earlier).await.unwrap();
+    delivered(&w.state, &numbered(1)).await;
+    w.deletions.forget(&by_id(&numbered(1))).await.unwrap();
+    let (stop, stopped) = watch::channel(false);
+    let regulator = tokio::spawn(Arc::clone(&w.deletions).regulate_in_background(stopped));
+
+    // Well past the gathering time, but not yet next month: nothing is tried.
+    tokio::time::sleep(MAX_GATHER * 3).await;
+    assert!(w.segment.calls().is_empty());
+    stop.send(true).unwrap();
+    regulator.await.unwrap();
+    assert!(w.segment.calls().is_empty(), "still past the allowance");
+    assert_eq!(w.state.queued_deletions(10).await.unwrap().len(), 1);
+}

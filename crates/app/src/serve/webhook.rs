@@ -399,9 +399,14 @@ async fn forget(deps: &ServeDeps, id: String) -> Reply {
         .forget(&[Subject::CustomerId(id.clone())])
         .await
     {
-        Ok(answers) if answers.iter().any(|answer| !answer.is_empty()) => {
+        // Queued now, or already waiting in the queue.
+        Ok(answers) if answers.iter().any(|answer| !answer.user_ids.is_empty()) => {
             tracing::info!(customer_id = %id, "customer deleted in commercetools: erased here, its deletion in Segment queued");
             Reply::Queued
+        }
+        Ok(answers) if answers.iter().any(|answer| !answer.is_empty()) => {
+            tracing::warn!(customer_id = %id, "customer deleted in commercetools: erased here, but no userId was recorded for it (delivered by an older version), so Segment cannot be asked to delete it; forget its email with segment-sync forget");
+            Reply::Ignored
         }
         Ok(_) => {
             tracing::info!(customer_id = %id, "customer deleted in commercetools was never sent to Segment; nothing to do");
