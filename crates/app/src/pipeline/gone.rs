@@ -77,8 +77,7 @@ pub(super) async fn confirmed(source: &dyn CustomerSource, unseen: Vec<String>) 
 
 #[cfg(test)]
 mod tests {
-    use segment_sync_domain::{Customer, Fingerprint};
-    use segment_sync_ports::{Delivered, Settlement};
+    use segment_sync_domain::Customer;
     use segment_sync_testkit::memory::{MemorySource, MemoryStateStore};
 
     use super::*;
@@ -87,23 +86,9 @@ mod tests {
     async fn the_delivered_customers_a_walk_did_not_see_are_gone() {
         let state = MemoryStateStore::new();
         let ids: Vec<String> = (0..2_500).map(|n| format!("c{n:05}")).collect();
-        let delivered: Vec<Delivered<'_>> = ids
-            .iter()
-            .map(|id| Delivered {
-                customer_id: id,
-                version: 1,
-                fingerprint: Fingerprint::from_hex(&"1".repeat(32)).unwrap(),
-                user_id: id,
-            })
-            .collect();
-        state
-            .settle(Settlement {
-                delivered: &delivered,
-                holder: "test",
-                ..Settlement::default()
-            })
-            .await
-            .unwrap();
+        let deliveries: Vec<(String, String)> =
+            ids.iter().map(|id| (id.clone(), id.clone())).collect();
+        state.deliver_as(&deliveries).await;
         let mut seen = Seen::default();
         let records: Vec<SourceRecord> = ids
             .iter()

@@ -1,7 +1,5 @@
 //! The deletion rule over the in-memory ports, on tokio's paused clock.
 
-use segment_sync_domain::Fingerprint;
-use segment_sync_ports::{Delivered, Settlement};
 use segment_sync_testkit::memory::{MemoryRegulations, MemoryStateStore};
 
 use super::*;
@@ -12,26 +10,25 @@ fn email(id: &str) -> String {
 
 /// `ids` recorded as delivered, each under its email.
 async fn delivered(state: &MemoryStateStore, ids: &[String]) {
-    let users: Vec<String> = ids.iter().map(|id| email(id)).collect();
-    let delivered: Vec<Delivered<'_>> = ids
-        .iter()
-        .zip(&users)
-        .enumerate()
-        .map(|(n, (customer_id, user_id))| Delivered {
-            customer_id,
-            version: 1,
-            fingerprint: Fingerprint::from_hex(&format!("{:032x}", n + 1)).unwrap(),
-            user_id,
+    let deliveries: Vec<(String, String)> = ids.iter().map(|id| (id.clone(), email(id))).collect();
+    state.deliver_as(&deliveries).await;
+}
+
+/// `count` users Segment accepted in a regulation this month.
+async fn regulated_this_month(state: &MemoryStateStore, count: u64) {
+    let now = OffsetDateTime::now_utc();
+    let earlier: Vec<DeletionRecord> = (0..count)
+        .map(|n| DeletionRecord {
+            id: 0,
+            subject: format!("earlier-{n}"),
+            regulation_type: "SUPPRESS_WITH_DELETE".to_owned(),
+            requested_at: now,
+            regulation_id: Some("reg-earlier".to_owned()),
+            sent_at: Some(now),
+            status: Some("FINISHED".to_owned()),
         })
         .collect();
-    state
-        .settle(Settlement {
-            delivered: &delivered,
-            holder: "test",
-            ..Settlement::default()
-        })
-        .await
-        .unwrap();
+    state.import_deletions(&earlier).await.unwrap();
 }
 
 fn numbered(count: usize) -> Vec<String> {
@@ -137,19 +134,7 @@ async fn a_burst_of_deletions_goes_to_segment_in_one_request_at_most_per_5000() 
 #[tokio::test]
 async fn past_the_monthly_allowance_deletions_stay_queued() {
     let w = world(true);
-    let now = OffsetDateTime::now_utc();
-    let earlier: Vec<DeletionRecord> = (0..MONTHLY_REGULATED_USERS_LIMIT - 1)
-        .map(|n| DeletionRecord {
-            id: 0,
-            subject: format!("earlier-{n}"),
-            regulation_type: "SUPPRESS_WITH_DELETE".to_owned(),
-            requested_at: now,
-            regulation_id: Some("reg-earlier".to_owned()),
-            sent_at: Some(now),
-            status: Some("FINISHED".to_owned()),
-        })
-        .collect();
-    w.state.import_deletions(&earlier).await.unwrap();
+    regulated_this_month(&w.state, MONTHLY_REGULATED_USERS_LIMIT - 1).await;
     delivered(&w.state, &numbered(3)).await;
     w.deletions.forget(&by_id(&numbered(3))).await.unwrap();
 
@@ -249,19 +234,7 @@ async fn a_refusal_stops_the_sending_and_leaves_the_rest_queued() {
 #[tokio::test(start_paused = true)]
 async fn past_the_allowance_the_regulator_sends_nothing_and_keeps_the_queue() {
     let w = world(true);
-    let now = OffsetDateTime::now_utc();
-    let earlier: Vec<DeletionRecord> = (0..MONTHLY_REGULATED_USERS_LIMIT)
-        .map(|n| DeletionRecord {
-            id: 0,
-            subject: format!("earlier-{n}"),
-            regulation_type: "SUPPRESS_WITH_DELETE".to_owned(),
-            requested_at: now,
-            regulation_id: Some("reg-earlier".to_owned()),
-            sent_at: Some(now),
-            status: Some("FINISHED".to_owned()),
-        })
-        .collect();
-    w.state.import_deletions(&earlier).await.unwrap();
+    regulated_this_month(&w.state, MONTHLY_REGULATED_USERS_LIMIT).await;
     delivered(&w.state, &numbered(1)).await;
     w.deletions.forget(&by_id(&numbered(1))).await.unwrap();
     let (stop, stopped) = watch::channel(false);

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use segment_sync_domain::sync::{DeadLetter, DeadLetterKind, RunCounts, RunRecord, RunStatus};
 use segment_sync_domain::Fingerprint;
 use segment_sync_ports::{
-    Claimed, DeadLetterCursor, DeletionRecord, DeletionsSent, DeliveredRecord, DeliveredRow,
-    Forgotten, RunLease, RunStart, Settlement, StateError, StoredDeadLetter, Subject,
+    Claimed, DeadLetterCursor, DeletionRecord, DeletionsSent, Delivered, DeliveredRecord,
+    DeliveredRow, Forgotten, RunLease, RunStart, Settlement, StateError, StoredDeadLetter, Subject,
     SyncStateStore, RUN_HOLDER_PREFIX,
 };
 use time::format_description::well_known::Rfc3339;
@@ -269,6 +269,30 @@ impl MemoryStateStore {
     /// [`StateError::Storage`], as a broken disk would make it.
     pub fn set_failing(&self, failing: bool) {
         self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// Records these customers as delivered (version 1, a fingerprint each)
+    /// under their `userId`s, as a run that sent them would: `(customer id,
+    /// userId)` pairs.
+    pub async fn deliver_as(&self, deliveries: &[(String, String)]) {
+        let delivered: Vec<Delivered<'_>> = deliveries
+            .iter()
+            .enumerate()
+            .map(|(n, (customer_id, user_id))| Delivered {
+                customer_id,
+                version: 1,
+                fingerprint: Fingerprint::from_hex(&format!("{:032x}", n + 1))
+                    .expect("32 hex digits"),
+                user_id,
+            })
+            .collect();
+        self.settle(Settlement {
+            delivered: &delivered,
+            holder: "test",
+            ..Settlement::default()
+        })
+        .await
+        .expect("the in-memory state records deliveries");
     }
 
     /// The fingerprint last delivered for this customer.
