@@ -16,6 +16,7 @@ pub mod commercetools;
 pub mod file_source;
 pub mod postgres_state;
 mod record;
+mod retry_after;
 pub mod segment;
 pub mod segment_public_api;
 pub mod sqlite_state;

@@ -3,14 +3,14 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use reqwest::header::{RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::header::WWW_AUTHENTICATE;
 use reqwest::{RequestBuilder, Url};
 use secrecy::{ExposeSecret, SecretString};
-use segment_sync_domain::retry::{parse_retry_after, AttemptFailure, RetryDecision, RetryPolicy};
+use segment_sync_domain::retry::{AttemptFailure, RetryDecision, RetryPolicy};
 use segment_sync_domain::walk::MAX_CONCURRENCY;
 use segment_sync_domain::Customer;
 use segment_sync_ports::{
@@ -21,6 +21,7 @@ use super::auth::{CachedToken, TokenCache, TokenErrorResponse, TokenResponse};
 use super::pages::ApiPages;
 use super::throttle::Throttle;
 use super::{CommercetoolsConfig, CommercetoolsSetupError};
+use crate::retry_after::retry_after;
 
 /// The longest wait for a TCP/TLS connection, whatever the request timeout.
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -385,7 +386,7 @@ async fn attempt(request: RequestBuilder) -> Result<Answer, AttemptFailure> {
             .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
             .map(str::to_owned)
     };
-    let retry_after = header(RETRY_AFTER).and_then(|v| parse_retry_after(&v, SystemTime::now()));
+    let retry_after = retry_after(response.headers());
     let www_authenticate = header(WWW_AUTHENTICATE);
     let status = response.status().as_u16();
     let body = response.bytes().await.map_err(|e| network_failure(&e))?;

@@ -4,21 +4,22 @@
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use base64::Engine;
 use bytes::Bytes;
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use reqwest::Url;
-use segment_sync_domain::retry::{parse_retry_after, AttemptFailure, RetryDecision, RetryPolicy};
+use segment_sync_domain::retry::{AttemptFailure, RetryDecision, RetryPolicy};
 use segment_sync_domain::{DeliveryError, Outcome, WriteKey};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
 use super::stats::Counters;
+use crate::retry_after::retry_after;
 
 /// The most of a 400 answer kept as the rejection's detail.
 const MAX_DETAIL_CHARS: usize = 500;
@@ -215,11 +216,7 @@ impl BatchSender {
             let (failure, error, label) = match result {
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    let retry_after = response
-                        .headers()
-                        .get(RETRY_AFTER)
-                        .and_then(|value| value.to_str().ok())
-                        .and_then(|value| parse_retry_after(value, SystemTime::now()));
+                    let retry_after = retry_after(response.headers());
                     // Reading the (small) answer lets the connection be reused.
                     let text = response.text().await.unwrap_or_default();
                     record_request(status.to_string(), request_started);

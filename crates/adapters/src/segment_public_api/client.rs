@@ -1,17 +1,18 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Mutex;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use async_trait::async_trait;
-use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER};
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION};
 use reqwest::{RequestBuilder, Url};
 use secrecy::ExposeSecret;
-use segment_sync_domain::retry::{parse_retry_after, AttemptFailure, RetryDecision, RetryPolicy};
+use segment_sync_domain::retry::{AttemptFailure, RetryDecision, RetryPolicy};
 use segment_sync_ports::{CheckLine, RegulationClient, RegulationError, RegulationType, SelfCheck};
 use serde_json::Value;
 
 use super::config::{PublicApiConfig, PublicApiSetupError};
+use crate::retry_after::retry_after;
 
 /// The most of an error answer kept in [`RegulationError::Refused`].
 const MAX_MESSAGE_CHARS: usize = 300;
@@ -120,11 +121,7 @@ impl SegmentPublicApi {
             let (failure, reason) = match sent {
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    let retry_after = response
-                        .headers()
-                        .get(RETRY_AFTER)
-                        .and_then(|value| value.to_str().ok())
-                        .and_then(|value| parse_retry_after(value, SystemTime::now()));
+                    let retry_after = retry_after(response.headers());
                     let body = response.text().await.unwrap_or_default();
                     match status {
                         200..=299 => return Ok(Accepted { status, body }),
